@@ -153,7 +153,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
 
     floats = {
         "MAX_INPUT_MB": ("max_input_mb", 0.1, 500),
-        "MAX_INPUT_MEGAPIXELS": ("max_input_megapixels", 1, 500),
+        "MAX_INPUT_MEGAPIXELS": ("max_input_megapixels", 1, 89),
         "NORMALISE_MEGAPIXELS": ("normalise_megapixels", 0.25, 16),
         "MAX_RESULT_MB": ("max_result_mb", 1, 500),
         "JOB_TIMEOUT_SECONDS": ("job_timeout_s", 5, 86400),

@@ -1,0 +1,282 @@
+"""`/edit`, `/imagine`, the "Edit image" message command and the result buttons (thin Discord glue)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice
+from discord.ext import commands
+
+from kontext import models as m
+from kontext.config import SIZES
+from kontext.i18n import t
+from kontext.intake import IMAGE_EXTENSIONS, MAX_PROMPT_CHARS, EditOptions
+
+if TYPE_CHECKING:
+    from bot import KontextBot
+
+log = logging.getLogger("kontext.cogs.edit")
+
+MODEL_CHOICES = [
+    Choice(name="Flux Kontext Pro", value="flux-kontext-pro"),
+    Choice(name="Flux Kontext Max (higher quality)", value="flux-kontext-max"),
+]
+ASPECT_CHOICES = [Choice(name=("match input" if s == "match_input_image" else s), value=s) for s in SIZES]
+FORMAT_CHOICES = [Choice(name="PNG", value="png"), Choice(name="JPEG", value="jpg")]
+
+
+def _bot(interaction: discord.Interaction) -> KontextBot:
+    return interaction.client  # type: ignore[return-value]
+
+
+class PromptModal(discord.ui.Modal):
+    """Asks for a prompt, then hands it to ``on_prompt``."""
+
+    prompt: discord.ui.TextInput[Any]
+
+    def __init__(self, locale: str, on_prompt: Any) -> None:
+        super().__init__(title=t("edit_again_title", locale), timeout=600)
+        self.on_prompt = on_prompt
+        self.prompt = discord.ui.TextInput(
+            label=t("edit_prompt_label", locale), style=discord.TextStyle.paragraph, max_length=MAX_PROMPT_CHARS
+        )
+        self.add_item(self.prompt)
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await self.on_prompt(interaction, self.prompt.value)
+
+
+class RerollButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"kx:reroll:(?P<job>[0-9a-f]{8,32})"):
+    """Runs the same prompt on the same input again (as a new job of whoever clicks)."""
+
+    def __init__(self, job_id: str, label: str = "Re-roll") -> None:
+        super().__init__(discord.ui.Button(label=label, emoji="🎲", custom_id=f"kx:reroll:{job_id}"))
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> RerollButton:
+        return cls(match["job"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _bot(interaction).get_cog("EditCog").reroll(interaction, self.job_id)  # type: ignore[union-attr]
+
+
+class EditAgainButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"kx:again:(?P<job>[0-9a-f]{8,32})"):
+    """Opens a prompt modal; the result of this job becomes the next input."""
+
+    def __init__(self, job_id: str, label: str = "Edit again") -> None:
+        super().__init__(discord.ui.Button(label=label, emoji="✏️", custom_id=f"kx:again:{job_id}"))
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> EditAgainButton:
+        return cls(match["job"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _bot(interaction).get_cog("EditCog").edit_again(interaction, self.job_id)  # type: ignore[union-attr]
+
+
+class DeleteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"kx:delete:(?P<job>[0-9a-f]{8,32})"):
+    """Deletes the result message (requester or someone with Manage Messages)."""
+
+    def __init__(self, job_id: str, label: str = "Delete") -> None:
+        super().__init__(
+            discord.ui.Button(label=label, emoji="🗑️", style=discord.ButtonStyle.danger, custom_id=f"kx:delete:{job_id}")
+        )
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> DeleteButton:
+        return cls(match["job"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _bot(interaction).get_cog("EditCog").delete_result(interaction, self.job_id)  # type: ignore[union-attr]
+
+
+def result_view(job: m.JobRecord) -> discord.ui.View:
+    """Buttons under a result; they survive restarts because the job id is in each custom_id."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(RerollButton(job.id, t("button_reroll", job.locale)))
+    view.add_item(EditAgainButton(job.id, t("button_edit_again", job.locale)))
+    view.add_item(DeleteButton(job.id, t("button_delete", job.locale)))
+    return view
+
+
+def first_image(message: discord.Message) -> discord.Attachment | None:
+    """The first attachment of a message that looks like an image."""
+    for attachment in message.attachments:
+        content_type = (attachment.content_type or "").lower()
+        if content_type.startswith("image/") or attachment.filename.lower().endswith(IMAGE_EXTENSIONS):
+            return attachment
+    return None
+
+
+class EditCog(commands.Cog):
+    """The user-facing commands; all decisions are made in :mod:`kontext.intake` and the runner."""
+
+    def __init__(self, bot: KontextBot) -> None:
+        self.bot = bot
+        self.menu = app_commands.ContextMenu(name="Edit image", callback=self.edit_message_image)
+
+    async def cog_load(self) -> None:
+        self.bot.tree.add_command(self.menu)
+        self.bot.add_dynamic_items(RerollButton, EditAgainButton, DeleteButton)
+        self.bot.result_view_factory = result_view
+
+    async def cog_unload(self) -> None:
+        self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
+        self.bot.remove_dynamic_items(RerollButton, EditAgainButton, DeleteButton)
+
+    @app_commands.command(name="edit", description="Edit an image with AI: attach it and say what to change")
+    @app_commands.describe(
+        image="The picture to edit (PNG, JPEG, WebP, GIF, BMP)",
+        prompt="What to change, e.g. 'make the hair blue'",
+        model="Pro is faster and cheaper, Max gives higher quality",
+        aspect="Output aspect ratio (default: match the input)",
+        format="Output file format (default PNG)",
+        enhance="Let the model expand your prompt (prompt upsampling)",
+        safety="Ask for a stricter safety filter (0 strictest … 6); never looser than the server allows",
+    )
+    @app_commands.choices(model=MODEL_CHOICES, aspect=ASPECT_CHOICES, format=FORMAT_CHOICES)
+    async def edit(
+        self,
+        interaction: discord.Interaction,
+        image: discord.Attachment,
+        prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
+        model: Choice[str] | None = None,
+        aspect: Choice[str] | None = None,
+        format: Choice[str] | None = None,
+        enhance: bool = False,
+        safety: app_commands.Range[int, 0, 6] | None = None,
+    ) -> None:
+        options = EditOptions(
+            prompt=prompt,
+            model=model.value if model else None,
+            size=aspect.value if aspect else None,
+            response_format=format.value if format else "png",
+            enhance=enhance,
+            safety=safety,
+        )
+        await self.bot.intake.submit(interaction, options, kind=m.KIND_EDIT, attachment=image)
+
+    @app_commands.command(name="imagine", description="Create an image from a text prompt")
+    @app_commands.describe(
+        prompt="What to draw",
+        model="Pro is faster and cheaper, Max gives higher quality",
+        aspect="Output aspect ratio (default 16:9)",
+        format="Output file format (default PNG)",
+        enhance="Let the model expand your prompt (prompt upsampling)",
+        safety="Ask for a stricter safety filter (0 strictest … 6); never looser than the server allows",
+    )
+    @app_commands.choices(
+        model=MODEL_CHOICES, aspect=[c for c in ASPECT_CHOICES if c.value != "match_input_image"], format=FORMAT_CHOICES
+    )
+    async def imagine(
+        self,
+        interaction: discord.Interaction,
+        prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
+        model: Choice[str] | None = None,
+        aspect: Choice[str] | None = None,
+        format: Choice[str] | None = None,
+        enhance: bool = False,
+        safety: app_commands.Range[int, 0, 6] | None = None,
+    ) -> None:
+        options = EditOptions(
+            prompt=prompt,
+            model=model.value if model else None,
+            size=aspect.value if aspect else None,
+            response_format=format.value if format else "png",
+            enhance=enhance,
+            safety=safety,
+        )
+        await self.bot.intake.submit(interaction, options, kind=m.KIND_IMAGINE)
+
+    async def edit_message_image(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Message command: edit the first image of a message after asking for a prompt."""
+        attachment = first_image(message)
+        if attachment is None:
+            await self.bot.intake.refuse(interaction, t("no_image_in_message", str(interaction.locale)))
+            return
+
+        async def on_prompt(modal_interaction: discord.Interaction, prompt: str) -> None:
+            await self.bot.intake.submit(modal_interaction, EditOptions(prompt=prompt), kind=m.KIND_EDIT, attachment=attachment)
+
+        await interaction.response.send_modal(PromptModal(str(interaction.locale), on_prompt))
+
+    # --- result buttons ---------------------------------------------------------------------------
+
+    async def _parent(self, interaction: discord.Interaction, job_id: str) -> m.JobRecord | None:
+        job = await self.bot.store.get_job(job_id)
+        if job is None:
+            await self.bot.intake.refuse(interaction, t("job_gone", str(interaction.locale)))
+        return job
+
+    async def reroll(self, interaction: discord.Interaction, job_id: str) -> None:
+        parent = await self._parent(interaction, job_id)
+        if parent is None:
+            return
+        if parent.kind == m.KIND_EDIT and not parent.input_url:
+            await self.bot.intake.refuse(interaction, t("job_gone", str(interaction.locale)))
+            return
+        options = EditOptions(
+            prompt=parent.prompt,
+            model=parent.model,
+            size=parent.size,
+            response_format=parent.response_format,
+            enhance=parent.prompt_upsampling,
+            safety=parent.safety_tolerance,
+        )
+        await self.bot.intake.submit(
+            interaction,
+            options,
+            kind=parent.kind,
+            input_url=parent.input_url,
+            input_filename=parent.input_filename,
+            parent_job_id=parent.id,
+        )
+
+    async def edit_again(self, interaction: discord.Interaction, job_id: str) -> None:
+        parent = await self._parent(interaction, job_id)
+        if parent is None:
+            return
+        source = parent.result_attachment_url
+        if interaction.message is not None:
+            attachment = first_image(interaction.message)
+            source = attachment.url if attachment else source
+        if not source:
+            await self.bot.intake.refuse(interaction, t("job_gone", str(interaction.locale)))
+            return
+
+        async def on_prompt(modal_interaction: discord.Interaction, prompt: str) -> None:
+            options = EditOptions(
+                prompt=prompt,
+                model=parent.model,
+                response_format=parent.response_format,
+                safety=parent.safety_tolerance,
+            )
+            await self.bot.intake.submit(
+                modal_interaction, options, kind=m.KIND_EDIT, input_url=source, parent_job_id=parent.id
+            )
+
+        await interaction.response.send_modal(PromptModal(str(interaction.locale), on_prompt))
+
+    async def delete_result(self, interaction: discord.Interaction, job_id: str) -> None:
+        job = await self.bot.store.get_job(job_id)
+        permissions = getattr(interaction, "permissions", None)
+        is_moderator = bool(permissions and permissions.manage_messages)
+        if not is_moderator and (job is None or job.user_id != interaction.user.id):
+            await self.bot.intake.refuse(interaction, t("not_yours", str(interaction.locale)))
+            return
+        await interaction.response.defer()
+        try:
+            await interaction.delete_original_response()
+        except discord.HTTPException as exc:
+            log.warning("could not delete result of job %s: %s %s", job_id, exc.status, exc.code)
+
+
+async def setup(bot: KontextBot) -> None:
+    await bot.add_cog(EditCog(bot))

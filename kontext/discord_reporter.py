@@ -1,0 +1,189 @@
+"""The Discord side of a job: one status message, the result post, failure notices.
+
+Works from the stored job record alone (application id + interaction token + message ids), so a job
+resumed after a restart reports exactly like a live one. Inside the interaction token's 15-minute
+window the status message is edited; after it, the result goes to the channel as a new message that
+mentions the requester and replies to the original. Channel posts carry the job id as an enforced
+nonce, so a re-delivery after a crash cannot post twice.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable
+
+import discord
+
+from kontext.errors import DeliveryError, KontextError
+from kontext.i18n import error_text, t
+from kontext.images import FittedResult
+from kontext.jobs import Delivered
+from kontext.models import KIND_IMAGINE, JobRecord
+
+log = logging.getLogger("kontext.discord")
+
+TOKEN_LIFETIME_S = 15 * 60
+TOKEN_SAFETY_MARGIN_S = 30
+_TOKEN_GONE_CODES = {50027, 10015, 10062, 10008}
+NO_PINGS = discord.AllowedMentions.none()
+
+ViewFactory = Callable[[JobRecord], "discord.ui.View | None"]
+
+
+def _token_gone(exc: discord.HTTPException) -> bool:
+    return isinstance(exc, discord.NotFound) or exc.code in _TOKEN_GONE_CODES or exc.status == 401
+
+
+def result_embed(job: JobRecord, elapsed: float, filename: str) -> discord.Embed:
+    """The embed shown with a result: prompt, model, requester and time taken."""
+    title = t("result_title_imagine" if job.kind == KIND_IMAGINE else "result_title", job.locale)
+    prompt = job.prompt if len(job.prompt) <= 1000 else job.prompt[:999] + "…"
+    embed = discord.Embed(title=title, colour=discord.Colour.blurple())
+    embed.add_field(name=t("field_prompt", job.locale), value=prompt, inline=False)
+    embed.add_field(name=t("field_model", job.locale), value=job.model, inline=True)
+    embed.add_field(name=t("field_requester", job.locale), value=f"<@{job.user_id}>", inline=True)
+    embed.add_field(name=t("field_time", job.locale), value=t("seconds", job.locale, elapsed=round(elapsed)), inline=True)
+    embed.set_image(url=f"attachment://{filename}")
+    embed.set_footer(text=f"job {job.id}")
+    return embed
+
+
+class DiscordReporter:
+    """Implements :class:`kontext.jobs.Reporter` with discord.py webhooks and channel messages."""
+
+    def __init__(self, client: discord.Client, job: JobRecord, view_factory: ViewFactory | None = None) -> None:
+        self.client = client
+        self.job = job
+        self.view_factory = view_factory
+        self._token_dead = False
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def token_alive(self) -> bool:
+        job = self.job
+        if self._token_dead or not job.interaction_token or not job.application_id or not job.token_issued_at:
+            return False
+        return time.time() < job.token_issued_at + TOKEN_LIFETIME_S - TOKEN_SAFETY_MARGIN_S
+
+    def _webhook(self) -> discord.Webhook:
+        assert self.job.application_id is not None and self.job.interaction_token is not None
+        return discord.Webhook.partial(self.job.application_id, self.job.interaction_token, client=self.client)
+
+    async def _channel(self) -> discord.abc.Messageable:
+        channel = self.client.get_channel(self.job.channel_id)
+        if channel is None:
+            try:
+                channel = await self.client.fetch_channel(self.job.channel_id)
+            except discord.HTTPException as exc:
+                raise DeliveryError(f"channel {self.job.channel_id} unavailable: {exc.status} {exc.code}") from exc
+        if not isinstance(channel, discord.abc.Messageable):
+            raise DeliveryError(f"channel {self.job.channel_id} cannot receive messages")
+        return channel
+
+    def _reference(self) -> discord.MessageReference | None:
+        if self.job.status_message_id is None:
+            return None
+        return discord.MessageReference(
+            message_id=self.job.status_message_id, channel_id=self.job.channel_id, fail_if_not_exists=False
+        )
+
+    # --- Reporter -----------------------------------------------------------------------------
+
+    async def status(self, text: str) -> None:
+        if not self.token_alive() or self.job.status_message_id is None:
+            return
+        try:
+            await self._webhook().edit_message(self.job.status_message_id, content=text)
+        except discord.HTTPException as exc:
+            if _token_gone(exc):
+                self._token_dead = True
+            log.info("status edit failed: %s %s", exc.status, exc.code)
+
+    async def attach_input(self, data: bytes, filename: str, content_type: str) -> str:
+        if not self.token_alive() or self.job.status_message_id is None:
+            raise DeliveryError("no live status message to carry the input")
+        message = await self._webhook().edit_message(
+            self.job.status_message_id, attachments=[discord.File(io.BytesIO(data), filename=filename)]
+        )
+        if not message.attachments:
+            raise DeliveryError("Discord returned no attachment for the input")
+        return message.attachments[0].url
+
+    async def deliver(self, result: FittedResult, notes: list[str]) -> Delivered:
+        job = self.job
+        filename = f"kontext-{job.id}.{result.extension}"
+        elapsed = job.elapsed()
+        embed = result_embed(job, elapsed, filename)
+        view = self.view_factory(job) if self.view_factory else None
+        done = "\n".join([t("status_done", job.locale, elapsed=round(elapsed)), *notes])
+        if self.token_alive() and job.status_message_id is not None:
+            try:
+                kwargs = {"view": view} if view is not None else {}
+                message = await self._webhook().edit_message(
+                    job.status_message_id,
+                    content=done,
+                    embed=embed,
+                    attachments=[discord.File(io.BytesIO(result.data), filename=filename)],
+                    allowed_mentions=NO_PINGS,
+                    **kwargs,
+                )
+                return Delivered("original", message.id, message.attachments[0].url if message.attachments else None)
+            except discord.HTTPException as exc:
+                if not _token_gone(exc):
+                    raise DeliveryError(f"editing the status message failed: {exc.status} {exc.code}") from exc
+                log.info("interaction token no longer valid (%s); delivering to the channel", exc.code)
+                self._token_dead = True
+        channel = await self._channel()
+        content = t("late_delivery", job.locale, mention=f"<@{job.user_id}>")
+        try:
+            message = await channel.send(
+                content=content,
+                embed=embed,
+                file=discord.File(io.BytesIO(result.data), filename=filename),
+                view=view if view is not None else discord.utils.MISSING,
+                allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)]),
+                reference=self._reference() or discord.utils.MISSING,
+                nonce=job.id[:25],
+            )
+        except discord.HTTPException as exc:
+            raise DeliveryError(f"posting to channel {job.channel_id} failed: {exc.status} {exc.code}") from exc
+        return Delivered("channel", message.id, message.attachments[0].url if message.attachments else None)
+
+    async def fail(self, error: KontextError) -> None:
+        job = self.job
+        text = error_text(error, job.locale)
+        if self.token_alive() and job.status_message_id is not None:
+            webhook = self._webhook()
+            try:
+                if error.private:
+                    await webhook.delete_message(job.status_message_id)
+                    await webhook.send(content=f"❌ {text}", ephemeral=True, allowed_mentions=NO_PINGS)
+                else:
+                    await webhook.edit_message(
+                        job.status_message_id,
+                        content=t("status_failed", job.locale, reason=text),
+                        embed=None,
+                        attachments=[],
+                        view=None,
+                        allowed_mentions=NO_PINGS,
+                    )
+                return
+            except discord.HTTPException as exc:
+                if not _token_gone(exc):
+                    log.warning("could not show the failure on the status message: %s %s", exc.status, exc.code)
+                    return
+                self._token_dead = True
+        if isinstance(error, DeliveryError):
+            return  # the channel itself is the problem; do not try it again
+        channel = await self._channel()
+        try:
+            await channel.send(
+                content=t("late_failure", job.locale, mention=f"<@{job.user_id}>", reason=text),
+                allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)]),
+                reference=self._reference() or discord.utils.MISSING,
+                nonce=f"f{job.id}"[:25],
+            )
+        except discord.HTTPException as exc:
+            log.warning("could not post the failure to channel %s: %s %s", job.channel_id, exc.status, exc.code)

@@ -1,0 +1,627 @@
+"""Input validation and normalisation, result fitting and thumbnails (pure, synchronous, CPU-bound).
+
+Everything here runs in worker threads (see :mod:`kontext.image_worker`), never on the event loop.
+
+Safety rules, in order, for every decode:
+
+1. the byte size is checked before anything is parsed;
+2. the real format is sniffed from the magic bytes (file names and content types are ignored) and
+   Pillow is only allowed to open that one format (``Image.open(fp, formats=[...])``), so PSD, EPS
+   and friends never reach a decoder;
+3. the declared ``width * height`` from the header is checked against our own cap before
+   ``load()``. The cap is ``min(limits.max_pixels, Image.MAX_IMAGE_PIXELS)``: an image big enough for
+   Pillow's ``DecompressionBombWarning`` is therefore always refused by us too, and Pillow's
+   ``DecompressionBombError`` is mapped to :class:`ImageBomb`. (Warnings are not converted with
+   ``warnings.catch_warnings`` because that is not thread-safe.);
+4. a full ``load()`` (``verify()`` passes truncated files), first frame only;
+5. pixels are pasted into a fresh image before encoding, so no metadata (EXIF/GPS, XMP, ICC, text
+   chunks, comments) survives. Colour profiles are converted to sRGB first when LittleCMS is there.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from PIL import Image, ImageFile
+
+from .errors import (
+    BrokenImage,
+    ImageBadShape,
+    ImageBomb,
+    ImageError,
+    ImageTooLarge,
+    NotAnImage,
+    ResultError,
+    ResultTooLarge,
+)
+
+try:
+    from PIL import ImageCms
+
+    _SRGB: ImageCms.ImageCmsProfile | None = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+except (ImportError, OSError):  # pragma: no cover - Pillow built without LittleCMS
+    ImageCms = None  # type: ignore[assignment]
+    _SRGB = None
+
+log = logging.getLogger("kontext.images")
+
+__all__ = [
+    "FittedResult",
+    "ImageLimits",
+    "NormalisedImage",
+    "fit_result",
+    "normalise_image",
+    "sniff_format",
+    "supported_formats",
+    "thumbnail",
+]
+
+#: Images more elongated than this are refused; between ``max_aspect`` and this they are letterboxed.
+MAX_LETTERBOX_ASPECT: Final = 8.0
+#: A tiny image is upscaled at most this much to reach ``min_side``; smaller ones are refused.
+MAX_UPSCALE: Final = 8.0
+#: Letterbox colour for opaque images (neutral mid grey); transparent images get transparent bars.
+LETTERBOX_RGB: Final = (128, 128, 128)
+JPEG_QUALITY: Final = 92
+PNG_COMPRESS_LEVEL: Final = 1
+#: ``reducing_gap`` for resize: a fast box reduction first, LANCZOS for the last factor of 3.
+REDUCING_GAP: Final = 3.0
+#: Decompression cap for thumbnails (their input has already been checked once).
+THUMBNAIL_MAX_PIXELS: Final = 50_000_000
+#: fit_result: JPEG quality ladder at full size, then downscale steps at ``_FIT_STEP_QUALITY``.
+_FIT_QUALITIES: Final = (90, 80, 70, 60)
+_FIT_STEP_QUALITY: Final = 75
+_FIT_MAX_STEPS: Final = 12
+_FIT_MIN_SIDE: Final = 64
+
+_CONTENT_TYPES: Final = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
+_EXTENSIONS: Final = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp"}
+_ORIENTATION_TAG: Final = 0x0112
+_TRANSPOSE: Final = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_AVIF_BRANDS: Final = frozenset({b"avif", b"avis"})
+_HEIF_BRANDS: Final = frozenset(
+    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+)
+_BMP_HEADER_SIZES: Final = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
+_BOMB_PIXELS_RE: Final = re.compile(r"\((\d+) pixels\)")
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Limits for one normalisation (build it from :class:`kontext.config.Settings`)."""
+
+    #: Input file size cap in bytes (checked first).
+    max_bytes: int = 20 * 1024 * 1024
+    #: Decompression-bomb cap on the declared ``width * height``, checked before ``load()``.
+    max_pixels: int = 50_000_000
+    #: The normalised output has at most this many pixels (downscale only).
+    target_pixels: int = 2_000_000
+    #: Short side below this: upscaled (up to ``MAX_UPSCALE``x) or refused.
+    min_side: int = 64
+    #: Flux Kontext works between 3:7 and 7:3; beyond that, letterboxed (up to 1:8) or refused.
+    max_aspect: float = 7 / 3
+
+    def __post_init__(self) -> None:
+        if self.max_bytes <= 0 or self.max_pixels <= 0 or self.target_pixels <= 0 or self.min_side <= 0:
+            raise ValueError("image limits must be positive")
+        if not 1.0 <= self.max_aspect <= MAX_LETTERBOX_ASPECT:
+            raise ValueError(f"max_aspect must be between 1 and {MAX_LETTERBOX_ASPECT}")
+
+
+@dataclass(frozen=True)
+class NormalisedImage:
+    data: bytes
+    content_type: str  # "image/jpeg" or "image/png"
+    extension: str  # "jpg" or "png"
+    width: int
+    height: int
+    source_format: str  # Pillow format name of the input: "PNG", "JPEG", "WEBP", "GIF", ...
+    letterboxed: bool
+
+
+@dataclass(frozen=True)
+class FittedResult:
+    data: bytes
+    content_type: str
+    extension: str
+    width: int
+    height: int
+    reencoded: bool
+
+
+# --- format sniffing ----------------------------------------------------------------------------
+
+
+def _heif_available() -> bool:
+    """Register pillow-heif's HEIF opener if it is installed (optional dependency)."""
+    global _HEIF_STATE
+    if _HEIF_STATE is None:
+        try:
+            import pillow_heif  # type: ignore[import-not-found, unused-ignore]
+
+            pillow_heif.register_heif_opener()
+            _HEIF_STATE = True
+        except Exception:  # ImportError, or a pillow-heif built for another Pillow
+            _HEIF_STATE = False
+    return _HEIF_STATE
+
+
+_HEIF_STATE: bool | None = None
+
+
+def _avif_available() -> bool:
+    Image.init()
+    return "AVIF" in Image.OPEN
+
+
+def supported_formats() -> tuple[str, ...]:
+    """Pillow format names :func:`normalise_image` accepts on this installation."""
+    formats = ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"]
+    if _avif_available():
+        formats.append("AVIF")
+    if _heif_available():
+        formats.append("HEIF")
+    return tuple(formats)
+
+
+def sniff_format(data: bytes) -> tuple[str | None, str]:
+    """Identify ``data`` from its magic bytes.
+
+    Returns ``(pillow_format, kind)``: ``pillow_format`` is the Pillow format name to open it with
+    (None when it is not an image we can open); ``kind`` is a short, safe word for the user sentence:
+    ``png jpeg webp gif bmp tiff avif heic`` for images, otherwise one of ``empty pdf svg html text
+    archive video audio psd jxl ico unknown``.
+    """
+    head = data[:64]
+    if not head:
+        return None, "empty"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG", "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG", "jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP", "webp"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF", "gif"
+    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
+        return "BMP", "bmp"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF", "tiff"
+    if head[4:8] == b"ftyp":
+        box_size = int.from_bytes(head[:4], "big")
+        box = data[8 : min(max(box_size, 16), 256)]
+        brands = {box[0:4]} | {box[i : i + 4] for i in range(8, len(box) - 3, 4)}
+        if brands & _AVIF_BRANDS:
+            return ("AVIF" if _avif_available() else None), "avif"
+        if brands & _HEIF_BRANDS:
+            return ("HEIF" if _heif_available() else None), "heic"
+        return None, "video"
+    return None, _not_image_kind(head)
+
+
+def _not_image_kind(head: bytes) -> str:
+    if head.startswith(b"%PDF"):
+        return "pdf"
+    if head.startswith((b"8BPS",)):
+        return "psd"
+    if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL ")):
+        return "jxl"
+    if head.startswith((b"\x00\x00\x01\x00", b"\x00\x00\x02\x00")):
+        return "ico"
+    if head.startswith((b"PK\x03\x04", b"\x1f\x8b", b"7z\xbc\xaf", b"Rar!", b"BZh")):
+        return "archive"
+    if head.startswith(b"\x1a\x45\xdf\xa3") or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
+        return "video"
+    if head.startswith((b"ID3", b"OggS", b"fLaC")) or (head[:4] == b"RIFF" and head[8:12] == b"WAVE"):
+        return "audio"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in head.lower()):
+        return "svg"
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "html"
+    for cut in range(4):  # a multi-byte character may be cut at the end of the sample
+        try:
+            decoded = head[: len(head) - cut].decode("utf-8")
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        return "unknown"
+    if decoded and all(ch.isprintable() or ch in "\t\r\n" for ch in decoded):
+        return "text"
+    return "unknown"
+
+
+# --- safe opening -------------------------------------------------------------------------------
+
+
+def _pixel_cap(max_pixels: int) -> int:
+    pillow_cap = Image.MAX_IMAGE_PIXELS
+    return min(max_pixels, pillow_cap) if pillow_cap else max_pixels
+
+
+def _mp(pixels: float) -> float:
+    return round(pixels / 1_000_000, 1)
+
+
+def _open_capped(data: bytes, fmt: str, max_pixels: int) -> ImageFile.ImageFile:
+    """Open ``data`` as ``fmt`` only, and refuse it if its header declares too many pixels.
+
+    Raises BrokenImage or ImageBomb. Nothing is decoded yet (no ``load()``).
+    """
+    cap = _pixel_cap(max_pixels)
+    try:
+        im = Image.open(io.BytesIO(data), formats=[fmt])
+    except Image.DecompressionBombError as exc:
+        match = _BOMB_PIXELS_RE.search(str(exc))
+        pixels = int(match.group(1)) if match else 2 * cap
+        raise ImageBomb(
+            f"{fmt}: Pillow refused it: {exc}", megapixels=_mp(pixels), limit_mp=_mp(cap)
+        ) from exc
+    except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BrokenImage(f"{fmt} header could not be parsed: {exc}") from exc
+    width, height = im.size
+    if width <= 0 or height <= 0:
+        raise BrokenImage(f"{fmt} declares an empty size {width}x{height}")
+    if width * height > cap:
+        raise ImageBomb(
+            f"{fmt} declares {width}x{height} = {width * height} pixels, cap {cap}",
+            megapixels=_mp(width * height),
+            limit_mp=_mp(cap),
+        )
+    return im
+
+
+def _load(im: ImageFile.ImageFile, fmt: str) -> None:
+    """Fully decode the first frame; any failure means a broken (truncated, corrupt) file."""
+    try:
+        im.load()
+    except Image.DecompressionBombError as exc:
+        limit = _mp(Image.MAX_IMAGE_PIXELS or 0)
+        raise ImageBomb(f"{fmt}: {exc}", megapixels=_mp(im.width * im.height), limit_mp=limit) from exc
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError) as exc:
+        raise BrokenImage(f"{fmt} {im.width}x{im.height} could not be decoded: {exc}") from exc
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        value = im.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # malformed EXIF must not fail the image; it is dropped anyway
+        return 1
+    return value if isinstance(value, int) and value in _TRANSPOSE else 1
+
+
+# --- modes and colour ---------------------------------------------------------------------------
+
+
+def _scale_to_8bit(im: Image.Image) -> Image.Image:
+    """Map a 16/32-bit integer or float grey image to "L" by scaling (``convert`` would clip)."""
+    if im.mode.startswith("I;16"):
+        im = im.convert("I")
+        lo, hi = 0.0, 65535.0
+    else:
+        if im.mode == "F":
+            lo_v, hi_v = im.getextrema()
+        else:
+            im = im.convert("I") if im.mode != "I" else im
+            lo_v, hi_v = im.getextrema()
+        lo, hi = float(lo_v), float(hi_v)  # type: ignore[arg-type]
+        if im.mode == "F" and lo >= 0 and hi <= 1.0:
+            lo, hi = 0.0, 1.0
+        elif lo >= 0 and hi <= 255:
+            lo, hi = 0.0, 255.0
+        elif lo >= 0 and hi <= 65535:
+            lo, hi = 0.0, 65535.0
+        if hi <= lo:
+            hi = lo + 1
+    scale = 255.0 / (hi - lo)
+    offset = -lo * scale + (0.5 if im.mode == "I" else 0.0)  # "I" truncates: round instead
+    return im.point(lambda v: v * scale + offset).convert("L")
+
+
+def _working_mode(im: Image.Image) -> Image.Image:
+    """Convert any decoded mode to RGB, RGBA or CMYK (CMYK is turned to RGB later, with its profile)."""
+    mode = im.mode
+    if mode in ("RGB", "RGBA", "CMYK"):
+        if mode == "RGB" and "transparency" in im.info:
+            return im.convert("RGBA")
+        return im
+    if mode.startswith("I") or mode == "F":
+        return _scale_to_8bit(im).convert("RGB")
+    if mode in ("P", "L", "1"):
+        return im.convert("RGBA" if im.has_transparency_data else "RGB")
+    if mode in ("LA", "La", "PA", "RGBa"):
+        return im.convert("RGBA")
+    try:
+        return im.convert("RGB")  # RGBX, YCbCr, HSV, LAB, ...
+    except ValueError as exc:
+        raise BrokenImage(f"unsupported pixel mode {mode}: {exc}") from exc
+
+
+def _drop_opaque_alpha(im: Image.Image) -> Image.Image:
+    if im.mode == "RGBA" and im.getchannel("A").getextrema() == (255, 255):
+        return im.convert("RGB")
+    return im
+
+
+def _to_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
+    """Apply an embedded ICC profile (to sRGB) when possible; CMYK always ends as RGB."""
+    if icc and ImageCms is not None and _SRGB is not None and im.mode in ("RGB", "RGBA", "CMYK"):
+        try:
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            expected = "CMYK" if im.mode == "CMYK" else "RGB"
+            if src.profile.xcolor_space.strip() == expected:
+                description = (src.profile.profile_description or "").lower()
+                if expected == "RGB" and "srgb" in description:
+                    return im  # already sRGB: nothing to do
+                out_mode = "RGBA" if im.mode == "RGBA" else "RGB"
+                converted = ImageCms.profileToProfile(im, src, _SRGB, outputMode=out_mode)
+                if converted is not None:
+                    return converted
+        except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as exc:
+            log.debug("ICC profile ignored (%s)", exc)
+    if im.mode == "CMYK":
+        return im.convert("RGB")
+    return im
+
+
+# --- geometry -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    content: tuple[int, int]
+    canvas: tuple[int, int]
+
+    @property
+    def letterboxed(self) -> bool:
+        return self.content != self.canvas
+
+
+def _canvas_for(w: int, h: int, max_aspect: float) -> tuple[int, int]:
+    if w >= h:
+        return (w, h) if w <= h * max_aspect + 1e-9 else (w, max(h, math.ceil(w / max_aspect - 1e-9)))
+    return (w, h) if h <= w * max_aspect + 1e-9 else (max(w, math.ceil(h / max_aspect - 1e-9)), h)
+
+
+def plan_geometry(width: int, height: int, limits: ImageLimits) -> _Plan:
+    """Decide the content size and the canvas size (letterbox) for a ``width`` x ``height`` image.
+
+    Raises ImageBadShape for aspect ratios beyond 1:``MAX_LETTERBOX_ASPECT`` and for images too small
+    to upscale. Symmetric in width/height, so it can be planned before EXIF rotation.
+    """
+    short, long = min(width, height), max(width, height)
+    if short < 1 or long > short * MAX_LETTERBOX_ASPECT:
+        raise ImageBadShape(
+            f"aspect ratio {width}x{height} is beyond 1:{MAX_LETTERBOX_ASPECT:g}", width=width, height=height
+        )
+    scale = 1.0
+    if short < limits.min_side:
+        if short * MAX_UPSCALE < limits.min_side:
+            raise ImageBadShape(
+                f"{width}x{height} is too small (short side < {limits.min_side / MAX_UPSCALE:g} px)",
+                width=width,
+                height=height,
+            )
+        scale = limits.min_side / short
+
+    def sized(scale: float) -> tuple[int, int]:
+        # Always from the source size, so rounding never compounds (aspect kept to within 1 px).
+        if scale >= 1.0:
+            return math.ceil(width * scale - 1e-9), math.ceil(height * scale - 1e-9)
+        return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+
+    content = sized(scale)
+    canvas = _canvas_for(*content, limits.max_aspect)
+    if canvas[0] * canvas[1] > limits.target_pixels:
+        scale *= math.sqrt(limits.target_pixels / (canvas[0] * canvas[1]))
+        while True:
+            content = sized(scale)
+            canvas = _canvas_for(*content, limits.max_aspect)
+            if canvas[0] * canvas[1] <= limits.target_pixels or max(content) == 1:
+                break
+            scale *= 0.998
+    return _Plan(content=content, canvas=canvas)
+
+
+def _resize(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    if im.size == size:
+        return im
+    if size[0] * size[1] < im.width * im.height:
+        return im.resize(size, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+    return im.resize(size, Image.Resampling.LANCZOS)
+
+
+def _fresh_copy(im: Image.Image, canvas: tuple[int, int]) -> Image.Image:
+    """Paste pixels into a brand-new image (no ``info``: no EXIF, ICC, XMP, text, comments)."""
+    fill: tuple[int, ...] = (0, 0, 0, 0) if im.mode == "RGBA" else LETTERBOX_RGB
+    out = Image.new(im.mode, canvas, fill)
+    out.paste(im, ((canvas[0] - im.width) // 2, (canvas[1] - im.height) // 2))
+    return out
+
+
+def _encode(im: Image.Image, *, quality: int = JPEG_QUALITY) -> tuple[bytes, str, str]:
+    buf = io.BytesIO()
+    if im.mode == "RGBA":
+        im.save(buf, "PNG", compress_level=PNG_COMPRESS_LEVEL)
+        return buf.getvalue(), "image/png", "png"
+    im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue(), "image/jpeg", "jpg"
+
+
+# --- public API ---------------------------------------------------------------------------------
+
+
+def normalise_image(data: bytes, limits: ImageLimits) -> NormalisedImage:
+    """Validate ``data`` and return a metadata-free JPEG/PNG of at most ``limits.target_pixels``.
+
+    Raises ImageTooLarge, NotAnImage, BrokenImage, ImageBomb or ImageBadShape.
+    """
+    started = time.perf_counter()
+    if len(data) > limits.max_bytes:
+        raise ImageTooLarge(
+            f"input is {len(data)} bytes, limit {limits.max_bytes}",
+            size_mb=round(len(data) / 1024 / 1024, 1),
+            limit_mb=round(limits.max_bytes / 1024 / 1024, 1),
+        )
+    fmt, kind = sniff_format(data)
+    if fmt is None:
+        raise NotAnImage(f"not a supported image ({kind}, {len(data)} bytes, starts {data[:8]!r})", kind=kind)
+
+    im = _open_capped(data, fmt, limits.max_pixels)
+    try:
+        source_size = im.size
+        source_mode = im.mode
+        plan = plan_geometry(*source_size, limits)
+        if fmt == "JPEG" and plan.content[0] * 2 <= source_size[0]:
+            im.draft(im.mode, plan.content)  # DCT-domain downscale by 1/2, 1/4 or 1/8, never below
+        _load(im, fmt)
+        orientation = _orientation(im)
+        icc = im.info.get("icc_profile")
+        try:
+            work = _working_mode(im)
+            work = _resize(work, plan.content)
+            work = _to_srgb(work, icc if isinstance(icc, bytes) else None)
+            work = _drop_opaque_alpha(work)
+            if orientation in _TRANSPOSE:
+                work = work.transpose(_TRANSPOSE[orientation])
+            canvas = plan.canvas if orientation < 5 else (plan.canvas[1], plan.canvas[0])
+            out = _fresh_copy(work, canvas)
+            encoded, content_type, extension = _encode(out)
+        except (OSError, ValueError) as exc:
+            raise BrokenImage(f"{fmt} {source_size} {source_mode} could not be processed: {exc}") from exc
+    finally:
+        im.close()
+
+    log.debug(
+        "normalised %s %s %dx%d (%d B) -> %s %dx%d%s (%d B) in %.0f ms",
+        fmt,
+        source_mode,
+        source_size[0],
+        source_size[1],
+        len(data),
+        extension,
+        out.width,
+        out.height,
+        " letterboxed" if plan.letterboxed else "",
+        len(encoded),
+        (time.perf_counter() - started) * 1000,
+    )
+    return NormalisedImage(
+        data=encoded,
+        content_type=content_type,
+        extension=extension,
+        width=out.width,
+        height=out.height,
+        source_format=fmt,
+        letterboxed=plan.letterboxed,
+    )
+
+
+def fit_result(data: bytes, max_bytes: int, *, max_pixels: int) -> FittedResult:
+    """Check a result image and make it fit in ``max_bytes`` (Discord's per-file upload limit).
+
+    Returned unchanged when it already fits; otherwise re-encoded without metadata: JPEG quality
+    90→60 at full size, then downscale steps (transparent images: PNG downscale steps).
+    Raises ResultError (not a PNG/JPEG/WebP, broken, too many pixels; ``reason`` is a short English
+    phrase for the user sentence) or ResultTooLarge.
+    """
+    fmt, kind = sniff_format(data)
+    if fmt not in _CONTENT_TYPES:
+        reason = f"unsupported format {kind}" if fmt else f"not an image: {kind}"
+        raise ResultError(f"result is not a PNG/JPEG/WebP image ({kind}, {len(data)} bytes)", reason=reason)
+    try:
+        im = _open_capped(data, fmt, max_pixels)
+        _load(im, fmt)
+    except ImageError as exc:
+        reason = "too many pixels" if isinstance(exc, ImageBomb) else "broken image"
+        raise ResultError(f"result image unusable: {exc.detail}", reason=reason) from exc
+    with im:
+        width, height = im.size
+        if len(data) <= max_bytes:
+            return FittedResult(data, _CONTENT_TYPES[fmt], _EXTENSIONS[fmt], width, height, reencoded=False)
+        try:
+            work = _drop_opaque_alpha(_working_mode(im))
+            work = _to_srgb(work, im.info.get("icc_profile"))
+            work = _fresh_copy(work, work.size)
+        except (OSError, ValueError, ImageError) as exc:
+            raise ResultError(f"result could not be converted: {exc}", reason="unreadable image") from exc
+
+    last = len(data)
+    if work.mode != "RGBA":
+        for quality in _FIT_QUALITIES:
+            encoded, content_type, extension = _encode(work, quality=quality)
+            if len(encoded) <= max_bytes:
+                return FittedResult(encoded, content_type, extension, work.width, work.height, reencoded=True)
+            last = len(encoded)
+    else:
+        encoded = _encode_png_small(work)
+        if len(encoded) <= max_bytes:
+            return FittedResult(encoded, "image/png", "png", work.width, work.height, reencoded=True)
+        last = len(encoded)
+
+    current = work
+    for _ in range(_FIT_MAX_STEPS):
+        # Bytes grow roughly with the pixel count: aim a little under the limit, 20-75 % area per step.
+        area = max(0.2, min(0.75, 0.9 * max_bytes / last))
+        size = (int(current.width * math.sqrt(area)), int(current.height * math.sqrt(area)))
+        if min(size) < _FIT_MIN_SIDE:
+            break
+        current = _resize(work, size)
+        if current.mode == "RGBA":
+            encoded, content_type, extension = _encode_png_small(current), "image/png", "png"
+        else:
+            encoded, content_type, extension = _encode(current, quality=_FIT_STEP_QUALITY)
+        if len(encoded) <= max_bytes:
+            log.debug("result %dx%d refitted to %s %s, %d B", width, height, size, extension, len(encoded))
+            return FittedResult(
+                encoded, content_type, extension, current.width, current.height, reencoded=True
+            )
+        last = len(encoded)
+    raise ResultTooLarge(f"result {width}x{height} ({len(data)} B) cannot fit in {max_bytes} B")
+
+
+def _encode_png_small(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "PNG", compress_level=9)
+    return buf.getvalue()
+
+
+def thumbnail(data: bytes, max_side: int = 256) -> bytes:
+    """A small metadata-free JPEG (PNG when transparent) of ``data`` for the moderation log.
+
+    Raises NotAnImage, BrokenImage or ImageBomb.
+    """
+    fmt, kind = sniff_format(data)
+    if fmt is None:
+        raise NotAnImage(f"thumbnail of a non-image ({kind})", kind=kind)
+    im = _open_capped(data, fmt, THUMBNAIL_MAX_PIXELS)
+    with im:
+        if fmt == "JPEG":
+            im.draft(im.mode, (max_side, max_side))
+        _load(im, fmt)
+        orientation = _orientation(im)
+        try:
+            work = _working_mode(im)
+            work.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+            work = _drop_opaque_alpha(_to_srgb(work, im.info.get("icc_profile")))
+        except (OSError, ValueError) as exc:
+            raise BrokenImage(f"thumbnail failed: {exc}") from exc
+    if orientation in _TRANSPOSE:
+        work = work.transpose(_TRANSPOSE[orientation])
+    data_out, _, _ = _encode(_fresh_copy(work, work.size), quality=80)
+    return data_out

@@ -1,0 +1,171 @@
+"""Turning a Discord interaction into an accepted job: quick checks, defer, persist, start.
+
+Everything before the defer is pure and fast (microseconds), so the acknowledgement always lands
+well inside Discord's 3-second window; every refusal is an ephemeral, localised sentence plus one
+log line. Downloads, decoding and hosting happen in the job runner, after the defer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import discord
+
+from kontext import models as m
+from kontext.config import Settings
+from kontext.errors import BusyError, ImageTooLarge, KontextError, ShuttingDown
+from kontext.i18n import error_text, t
+from kontext.jobs import JobRunner
+from kontext.logs import job_context
+
+log = logging.getLogger("kontext.intake")
+
+MAX_PROMPT_CHARS = 1800
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif")
+
+
+class Refusal(Exception):
+    """A request refused before anything was accepted; ``text`` is shown to the requester only."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(reason)
+        self.text = text
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class EditOptions:
+    """What the requester asked for (already validated against the choices)."""
+
+    prompt: str
+    model: str | None = None
+    size: str | None = None
+    response_format: str = "png"
+    enhance: bool = False
+    safety: int | None = None
+
+
+def clean_prompt(prompt: str | None, locale: str | None) -> str:
+    """Strip control characters and whitespace; refuse empty or over-long prompts."""
+    text = "".join(ch for ch in (prompt or "") if ch in "\n\t" or ch.isprintable()).strip()
+    if not text:
+        raise Refusal(t("prompt_empty", locale), "empty prompt")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise Refusal(t("prompt_too_long", locale, length=len(text), limit=MAX_PROMPT_CHARS), "prompt too long")
+    return text
+
+
+def check_attachment(attachment: discord.Attachment, settings: Settings, locale: str | None) -> None:
+    """Refuse from the attachment's metadata alone, before anything is downloaded."""
+    if attachment.size > settings.max_input_bytes:
+        error = ImageTooLarge(
+            f"attachment declares {attachment.size} bytes",
+            size_mb=f"{attachment.size / 1048576:.1f}",
+            limit_mb=f"{settings.max_input_mb:g}",
+        )
+        raise Refusal(error_text(error, locale), error.detail)
+    content_type = (attachment.content_type or "").split(";")[0].strip().lower()
+    if content_type and not content_type.startswith("image/"):
+        raise Refusal(t("attachment_not_image", locale), f"attachment content type {content_type!r}")
+    if not content_type and not attachment.filename.lower().endswith(IMAGE_EXTENSIONS):
+        raise Refusal(t("attachment_not_image", locale), f"attachment name {attachment.filename!r}")
+
+
+class Intake:
+    """Accepts `/edit` and `/imagine` requests for the job runner."""
+
+    def __init__(self, settings: Settings, runner: JobRunner) -> None:
+        self.settings = settings
+        self.runner = runner
+
+    async def refuse(self, interaction: discord.Interaction, text: str) -> None:
+        """Tell only the requester, whether or not the interaction was already acknowledged."""
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+            else:
+                await interaction.response.send_message(
+                    text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+                )
+        except discord.HTTPException as exc:
+            log.warning("could not send a refusal: %s %s", exc.status, exc.code)
+
+    async def submit(
+        self,
+        interaction: discord.Interaction,
+        options: EditOptions,
+        *,
+        kind: str,
+        attachment: discord.Attachment | None = None,
+        input_url: str | None = None,
+        input_filename: str | None = None,
+        parent_job_id: str | None = None,
+    ) -> m.JobRecord | None:
+        """Validate, defer, persist and start one job; returns it, or None when refused."""
+        locale = str(interaction.locale)
+        job_id = m.new_job_id()
+        with job_context(job_id):
+            try:
+                if interaction.guild_id is None and not self.settings.allow_dms:
+                    raise Refusal(t("dm_disabled", locale), "direct messages are disabled")
+                prompt = clean_prompt(options.prompt, locale)
+                if attachment is not None:
+                    check_attachment(attachment, self.settings, locale)
+                    input_url, input_filename = attachment.url, attachment.filename
+                if not self.runner.accepting:
+                    raise Refusal(error_text(ShuttingDown(), locale), "shutting down")
+                if self.runner.scheduler.waiting_count >= self.settings.max_queued_jobs:
+                    raise Refusal(error_text(BusyError(limit=self.settings.max_queued_jobs), locale), "queue full")
+            except Refusal as refusal:
+                log.info("refused /%s from user %s: %s", kind, interaction.user.id, refusal.reason)
+                await self.refuse(interaction, refusal.text)
+                return None
+
+            await interaction.response.defer(thinking=True)
+            status = await interaction.original_response()
+            default_size = "match_input_image" if input_url else "16:9"
+            job = m.JobRecord(
+                id=job_id,
+                kind=kind,
+                prompt=prompt,
+                model=options.model or self.settings.default_model,
+                size=options.size or default_size,
+                response_format=options.response_format,
+                safety_tolerance=min(
+                    self.settings.default_safety,
+                    options.safety if options.safety is not None else self.settings.default_safety,
+                ),
+                prompt_upsampling=options.enhance,
+                user_id=interaction.user.id,
+                user_name=str(interaction.user),
+                channel_id=interaction.channel_id or 0,
+                guild_id=interaction.guild_id,
+                locale=locale,
+                application_id=interaction.application_id,
+                interaction_id=interaction.id,
+                interaction_token=interaction.token,
+                token_issued_at=interaction.created_at.timestamp(),
+                status_message_id=status.id,
+                attachment_size_limit=getattr(interaction, "attachment_size_limit", None) or 10 * 1024 * 1024,
+                input_url=input_url,
+                input_filename=input_filename,
+                parent_job_id=parent_job_id,
+                created_at=time.time(),
+            )
+            try:
+                await self.runner.start_job(job)
+            except KontextError as exc:
+                log.warning("could not start the job: %s", exc.detail)
+                await interaction.followup.send(error_text(exc, locale), ephemeral=True)
+                try:
+                    await interaction.delete_original_response()
+                except discord.HTTPException:
+                    pass
+                return None
+            log.info(
+                "accepted /%s from user %s in channel %s (model=%s size=%s)",
+                kind, job.user_id, job.channel_id, job.model, job.size,
+            )
+            return job

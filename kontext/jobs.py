@@ -1,0 +1,384 @@
+"""The job runner: input → host → submit → poll → result → deliver, write-ahead and resumable.
+
+The job record in the store is the source of truth. Each state is persisted before the side effect
+that follows it, so after a restart :meth:`JobRunner.resume_all` can tell exactly what is safe:
+a job with a task id is polled and delivered once; a job caught mid-submit is reported failed and
+never submitted again (a second submit costs the server owner money).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+
+from kontext import models as m
+from kontext.apimart import ApimartClient, GenerationRequest, TaskStatus
+from kontext.config import Settings
+from kontext.download import DownloadError, DownloadTooLarge, download_capped
+from kontext.errors import (
+    BusyError,
+    ImageDownloadFailed,
+    ImageTooLarge,
+    JobInterrupted,
+    KontextError,
+    ResultError,
+    ShuttingDown,
+    TaskTimedOut,
+)
+from kontext.hosting.base import ImageHost
+from kontext.i18n import t
+from kontext.image_worker import ImageWorker
+from kontext.images import FittedResult, ImageLimits
+from kontext.logs import job_context
+from kontext.metrics import Metrics
+from kontext.polling import PollSchedule
+from kontext.scheduler import FairScheduler
+from kontext.store import Store
+
+log = logging.getLogger("kontext.jobs")
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """Where a result ended up."""
+
+    kind: str  # "original" (the status message) or "channel" (a new message after the token expired)
+    message_id: int | None
+    attachment_url: str | None
+
+
+class Reporter(Protocol):
+    """The Discord side of one job: the status message, delivery and failure notices."""
+
+    async def status(self, text: str) -> None: ...
+    async def attach_input(self, data: bytes, filename: str, content_type: str) -> str: ...
+    async def deliver(self, result: FittedResult, notes: list[str]) -> Delivered: ...
+    async def fail(self, error: KontextError) -> None: ...
+
+
+ReporterFactory = Callable[[m.JobRecord], Reporter]
+
+
+class StatusLine:
+    """Throttles status edits: skips repeats and edits closer together than ``interval``."""
+
+    def __init__(self, reporter: Reporter, interval: float) -> None:
+        self.reporter = reporter
+        self.interval = interval
+        self.last_text: str | None = None
+        self.last_at = 0.0
+
+    async def show(self, text: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if text == self.last_text or (not force and now - self.last_at < self.interval):
+            return
+        self.last_text, self.last_at = text, now
+        try:
+            await self.reporter.status(text)
+        except Exception as exc:  # a status edit must never break the job
+            log.info("status update failed: %r", exc)
+
+
+class JobRunner:
+    """Runs and resumes jobs with bounded concurrency; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        apimart: ApimartClient,
+        host: ImageHost,
+        images: ImageWorker,
+        session: aiohttp.ClientSession,
+        reporters: ReporterFactory,
+        metrics: Metrics,
+        schedule: PollSchedule | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.apimart = apimart
+        self.host = host
+        self.images = images
+        self.session = session
+        self.reporters = reporters
+        self.metrics = metrics
+        self.schedule = schedule
+        self.scheduler = FairScheduler(
+            settings.max_concurrent_jobs, settings.max_jobs_per_user, settings.max_queued_jobs
+        )
+        self.accepting = True
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._submitting: set[str] = set()
+        self._owners: dict[str, int] = {}
+        self.limits = ImageLimits(
+            max_bytes=settings.max_input_bytes,
+            max_pixels=int(settings.max_input_megapixels * 1_000_000),
+            target_pixels=int(settings.normalise_megapixels * 1_000_000),
+        )
+        metrics.gauge("jobs_running", lambda: self.scheduler.running_total)
+        metrics.gauge("jobs_waiting", lambda: self.scheduler.waiting_count)
+
+    # --- public API -----------------------------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    def user_jobs(self, user_id: int) -> int:
+        """How many of the user's jobs are running or waiting."""
+        return sum(1 for owner in self._owners.values() if owner == user_id)
+
+    async def start_job(self, job: m.JobRecord) -> None:
+        """Persist a newly accepted job (state ``received``) and run it in the background."""
+        if not self.accepting:
+            raise ShuttingDown("runner is stopping")
+        if self.scheduler.waiting_count >= self.settings.max_queued_jobs:
+            raise BusyError("waiting line full", limit=self.settings.max_queued_jobs)
+        await self.store.insert_job(job)
+        self.metrics.inc("jobs_accepted_total")
+        self._spawn(job, resumed=False)
+
+    async def resume_all(self) -> int:
+        """Pick up every unfinished job from the store (call once at start). Returns how many."""
+        jobs = await self.store.active_jobs()
+        for job in jobs:
+            if job.id in self._tasks:
+                continue
+            if job.state == m.SUBMITTING:
+                with job_context(job.id):
+                    log.warning("job was mid-submit when the bot stopped; reporting it failed, not resubmitting")
+                    self._spawn_failure(job, JobInterrupted("interrupted during submit"))
+                continue
+            log.info("resuming job %s in state %s", job.id, job.state)
+            self.metrics.inc("jobs_resumed_total")
+            self._spawn(job, resumed=True)
+        return len(jobs)
+
+    async def stop(self, grace: float = 3.0) -> None:
+        """Stop accepting; let submits on the wire get their task id; leave the rest resumable."""
+        self.accepting = False
+        deadline = time.monotonic() + grace
+        while self._submitting and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(0.5, deadline - time.monotonic()))
+        log.info("runner stopped; %d job(s) left resumable", len(tasks))
+
+    async def wait_idle(self) -> None:
+        """Wait until no job task is left (tests and benchmarks)."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks.values()))
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _spawn(self, job: m.JobRecord, *, resumed: bool) -> None:
+        self._track(job, asyncio.create_task(self._run(job, resumed=resumed), name=f"job-{job.id}"))
+
+    def _spawn_failure(self, job: m.JobRecord, error: KontextError) -> None:
+        async def fail() -> None:
+            with job_context(job.id):
+                await self._fail(job, error, self.reporters(job))
+
+        self._track(job, asyncio.create_task(fail(), name=f"job-{job.id}-fail"))
+
+    def _track(self, job: m.JobRecord, task: asyncio.Task[None]) -> None:
+        self._tasks[job.id] = task
+        self._owners[job.id] = job.user_id
+
+        def forget(_task: asyncio.Task[None], job_id: str = job.id) -> None:
+            self._tasks.pop(job_id, None)
+            self._owners.pop(job_id, None)
+
+        task.add_done_callback(forget)
+
+    def _deadline_loop_time(self, job: m.JobRecord) -> float:
+        remaining = job.created_at + self.settings.job_timeout_s - time.time()
+        return asyncio.get_running_loop().time() + remaining
+
+    def _elapsed(self, job: m.JobRecord) -> int:
+        return int(job.elapsed())
+
+    async def _run(self, job: m.JobRecord, *, resumed: bool) -> None:
+        with job_context(job.id):
+            reporter = self.reporters(job)
+            line = StatusLine(reporter, self.settings.status_update_interval_s)
+            try:
+
+                async def on_position(position: int) -> None:
+                    await line.show(t("status_waiting", job.locale, position=position), force=True)
+
+                async with self.scheduler.slot(job.id, job.user_id, on_position=on_position, front=resumed):
+                    await asyncio.wait_for(self._pipeline(job, reporter, line), self._time_left(job))
+            except asyncio.CancelledError:
+                log.info("job task cancelled in state %s (resumable)", job.state)
+                raise
+            except TimeoutError:
+                await self._fail(job, TaskTimedOut("overall deadline passed", seconds=int(self.settings.job_timeout_s)), reporter)
+            except KontextError as exc:
+                await self._fail(job, exc, reporter)
+            except Exception as exc:
+                log.exception("job crashed in state %s", job.state)
+                await self._fail(job, KontextError(f"unexpected {type(exc).__name__}"), reporter)
+
+    def _time_left(self, job: m.JobRecord) -> float:
+        return max(0.0, job.created_at + self.settings.job_timeout_s - time.time())
+
+    async def _pipeline(self, job: m.JobRecord, reporter: Reporter, line: StatusLine) -> None:
+        notes: list[str] = []
+        if job.state == m.RECEIVED:
+            await self._host_input(job, reporter, line, notes)
+        if job.state == m.HOSTED:
+            await self._submit(job, line)
+        if job.state == m.SUBMITTED:
+            await self._poll(job, line)
+        if job.state == m.DELIVERING:
+            await self._deliver(job, reporter, line, notes)
+
+    async def _host_input(self, job: m.JobRecord, reporter: Reporter, line: StatusLine, notes: list[str]) -> None:
+        if job.kind == m.KIND_IMAGINE or not job.input_url:
+            await self.store.transition(job, [m.RECEIVED], m.HOSTED, host_name=None, hosted_url=None)
+            return
+        await line.show(t("status_uploading", job.locale), force=True)
+        try:
+            downloaded = await download_capped(
+                self.session,
+                job.input_url,
+                max_bytes=self.settings.max_input_bytes,
+                allow_private=self.settings.allow_private_urls,
+                timeout=self.settings.http_timeout_s,
+            )
+        except DownloadTooLarge as exc:
+            size = getattr(exc, "size", None)
+            raise ImageTooLarge(
+                f"input download over cap: {exc}",
+                size_mb=f"{size / 1048576:.1f}" if size else "?",
+                limit_mb=f"{self.settings.max_input_mb:g}",
+            ) from exc
+        except DownloadError as exc:
+            raise ImageDownloadFailed(f"input download failed: {exc}") from exc
+        image = await self.images.normalise(downloaded.data, self.limits)
+        if image.letterboxed:
+            notes.append("letterboxed")
+        log.info(
+            "input normalised: %s %dx%d -> %s %d bytes",
+            image.source_format, image.width, image.height, image.content_type, len(image.data),
+        )
+        hosted = await self.host.put(job.id, image.data, image.content_type, image.extension, reporter.attach_input)
+        await self.store.transition(
+            job, [m.RECEIVED], m.HOSTED, host_name=self.host.name, hosted_url=hosted.url, host_handle=hosted.handle
+        )
+        log.info("input hosted on %s", self.host.name)
+
+    async def _submit(self, job: m.JobRecord, line: StatusLine) -> None:
+        request = GenerationRequest(
+            model=job.model,
+            prompt=job.prompt,
+            image_url=job.hosted_url,
+            size=job.size,
+            response_format=job.response_format,
+            safety_tolerance=job.safety_tolerance,
+            prompt_upsampling=job.prompt_upsampling,
+        )
+        if not await self.store.transition(job, [m.HOSTED], m.SUBMITTING):
+            raise JobInterrupted(f"job left state hosted unexpectedly ({job.state})")
+        self._submitting.add(job.id)
+        try:
+            task_id = await self.apimart.submit(request, idempotency_key=job.id)
+            await self.store.transition(job, [m.SUBMITTING], m.SUBMITTED, task_id=task_id, submitted_at=time.time())
+        finally:
+            self._submitting.discard(job.id)
+        self.metrics.inc("jobs_submitted_total")
+        log.info("submitted %s as task %s (size=%s safety=%d)", job.model, task_id, job.size, job.safety_tolerance)
+        await line.show(t("status_queued", job.locale, elapsed=self._elapsed(job)), force=True)
+
+    async def _poll(self, job: m.JobRecord, line: StatusLine) -> None:
+        assert job.task_id is not None
+
+        async def on_update(status: TaskStatus) -> None:
+            elapsed = self._elapsed(job)
+            if status.state == "queued":
+                await line.show(t("status_queued", job.locale, elapsed=elapsed))
+            elif status.progress is not None:
+                await line.show(t("status_editing", job.locale, progress=status.progress, elapsed=elapsed))
+            else:
+                await line.show(t("status_editing_noprogress", job.locale, elapsed=elapsed))
+
+        status = await self.apimart.wait_for_task(
+            job.task_id, deadline=self._deadline_loop_time(job), on_update=on_update, schedule=self.schedule
+        )
+        if not status.result_urls:
+            raise ResultError("completed task has no result URL", reason="no image in the result")
+        await self.store.transition(job, [m.SUBMITTED], m.DELIVERING, result_url=status.result_urls[0])
+        log.info("task completed after %.1f s", time.time() - (job.submitted_at or job.created_at))
+
+    async def _deliver(self, job: m.JobRecord, reporter: Reporter, line: StatusLine, notes: list[str]) -> None:
+        assert job.result_url is not None
+        await line.show(t("status_downloading", job.locale, elapsed=self._elapsed(job)), force=True)
+        try:
+            downloaded = await download_capped(
+                self.session,
+                job.result_url,
+                max_bytes=self.settings.max_result_bytes,
+                allow_private=self.settings.allow_private_urls,
+                timeout=self.settings.http_timeout_s,
+                accept_types=("image/",),
+            )
+        except DownloadTooLarge as exc:
+            raise ResultError(f"result over cap: {exc}", reason="too large") from exc
+        except DownloadError as exc:
+            raise ResultError(f"result download failed: {exc}", reason="download failed") from exc
+        fitted = await self.images.fit_result(
+            downloaded.data, job.attachment_size_limit, max_pixels=self.limits.max_pixels
+        )
+        texts = [t("letterboxed_note", job.locale)] if "letterboxed" in notes else []
+        if fitted.reencoded:
+            texts.append(t("reencoded_note", job.locale))
+            log.info("result re-encoded to %d bytes to fit %d", len(fitted.data), job.attachment_size_limit)
+        delivered = await reporter.deliver(fitted, texts)
+        await self.store.transition(
+            job,
+            [m.DELIVERING],
+            m.DONE,
+            delivery=delivered.kind,
+            result_message_id=delivered.message_id,
+            result_attachment_url=delivered.attachment_url,
+            finished_at=time.time(),
+            interaction_token=None if delivered.kind == "channel" else job.interaction_token,
+        )
+        self.metrics.inc("jobs_done_total")
+        log.info("delivered via %s after %.1f s", delivered.kind, job.elapsed())
+        await self._cleanup(job)
+
+    async def _fail(self, job: m.JobRecord, error: KontextError, reporter: Reporter) -> None:
+        log.warning("job failed (%s): %s", error.code, error.detail)
+        changed = await self.store.transition(
+            job,
+            m.ACTIVE_STATES,
+            m.FAILED,
+            error_code=error.code,
+            error_detail=error.detail[:500],
+            finished_at=time.time(),
+        )
+        if not changed:
+            return
+        self.metrics.inc("jobs_failed_total")
+        self.metrics.inc(f"jobs_failed_{error.code}_total")
+        try:
+            await reporter.fail(error)
+        except Exception as exc:
+            log.warning("could not tell the requester about the failure: %r", exc)
+        await self._cleanup(job)
+
+    async def _cleanup(self, job: m.JobRecord) -> None:
+        if job.host_handle:
+            await self.host.delete(job.host_handle)

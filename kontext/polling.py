@@ -1,0 +1,197 @@
+"""Adaptive poll schedule for APIMart tasks.
+
+A fixed sleep either wastes requests (short) or makes users wait for a finished job (long). The
+schedule uses what the task tells us:
+
+* **Known estimate, time remaining** – poll sparsely: about ``fraction`` (a third) of the remaining
+  estimate, never more than ``max_delay`` and never less than ``min_delay``. Because the delay is a
+  fraction of what remains, polls get denser as the estimate approaches and never jump far past it.
+* **Near and after the estimate** – poll every ``min_delay`` (~1 s), so a job that finishes about
+  when it said it would is noticed within ~``min_delay``.
+* **Far past the estimate** – after ``overdue_grace`` (or half the estimate, whichever is longer)
+  the delay grows by ``backoff_rate`` per overdue second up to ``backoff_max`` (~4 s).
+* **No estimate** – if the task reports progress, an estimate is derived from it
+  (``elapsed * 100 / progress``); otherwise poll every ``no_estimate_delay`` for ``patience``
+  seconds, then back off the same gentle way up to ``backoff_max``.
+
+``estimated_time`` is taken as the task's total expected duration, measured from submission;
+``elapsed`` is the time since the task was submitted (or since waiting started, after a resume).
+
+The schedule is pure and deterministic (no clock, no randomness): the same inputs give the same
+delay, which makes it table-testable and simulable (:func:`simulate`). Jitter is unnecessary here
+because every job's schedule is already anchored to its own submission time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kontext.apimart import TaskStatus
+
+__all__ = ["PollSchedule", "SimResult", "simulate"]
+
+
+def _finite_positive(value: float | None) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(number) or number <= 0:
+        return None
+    return number
+
+
+_TIME_FIELDS = ("min_delay", "max_delay", "no_estimate_delay", "patience", "overdue_grace", "backoff_max")
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """Decides how long to wait before the next poll (see the module docstring).
+
+    All times are seconds. :meth:`scaled` multiplies every duration, e.g. ``PollSchedule().scaled(0.01)``
+    for fast tests.
+    """
+
+    #: Shortest delay; the cadence near and just after the estimate.
+    min_delay: float = 1.0
+    #: Longest delay while the estimate is still ahead (sparse early polling).
+    max_delay: float = 8.0
+    #: Share of the remaining estimate to wait while it is still ahead.
+    fraction: float = 1 / 3
+    #: Delay when neither an estimate nor usable progress is known.
+    no_estimate_delay: float = 2.0
+    #: How long to keep ``no_estimate_delay`` before backing off (no estimate at all).
+    patience: float = 30.0
+    #: How long past the estimate to keep ``min_delay`` (at least half the estimate is also allowed).
+    overdue_grace: float = 10.0
+    #: Delay growth per second beyond the grace (dimensionless: seconds of delay per second).
+    backoff_rate: float = 0.1
+    #: Upper bound while backing off (overdue, or no estimate for a long time).
+    backoff_max: float = 4.0
+    #: Minimum progress (percent) before progress is trusted to derive an estimate.
+    min_progress_for_estimate: int = 5
+
+    def __post_init__(self) -> None:
+        if not (self.min_delay > 0 and math.isfinite(self.min_delay)):
+            raise ValueError("min_delay must be a positive number")
+        for name in ("max_delay", "no_estimate_delay", "backoff_max"):
+            if getattr(self, name) < self.min_delay:
+                raise ValueError(f"{name} must be >= min_delay")
+        if not 0 < self.fraction <= 1:
+            raise ValueError("fraction must be in (0, 1]")
+        if self.patience < 0 or self.overdue_grace < 0 or self.backoff_rate < 0:
+            raise ValueError("patience, overdue_grace and backoff_rate must be >= 0")
+
+    def scaled(self, factor: float) -> PollSchedule:
+        """The same schedule with every duration multiplied by ``factor`` (rates unchanged)."""
+        if not factor > 0:
+            raise ValueError("factor must be > 0")
+        time_fields = (
+            "min_delay",
+            "max_delay",
+            "no_estimate_delay",
+            "patience",
+            "overdue_grace",
+            "backoff_max",
+        )
+        return replace(self, **{name: getattr(self, name) * factor for name in time_fields})
+
+    @property
+    def longest_delay(self) -> float:
+        return max(self.max_delay, self.backoff_max, self.no_estimate_delay)
+
+    def estimate(self, elapsed: float, status: TaskStatus) -> float | None:
+        """The total expected duration: reported ``estimated_time``, else derived from progress."""
+        reported = _finite_positive(status.estimated_time)
+        if reported is not None:
+            return reported
+        progress = status.progress
+        if (
+            progress is not None
+            and self.min_progress_for_estimate <= progress < 100
+            and elapsed >= self.min_delay
+            and status.state == "running"
+        ):
+            return elapsed * 100.0 / progress
+        return None
+
+    def next_delay(self, elapsed: float, status: TaskStatus) -> float:
+        """Seconds to wait before polling again, given the time since submission and the last status."""
+        if not math.isfinite(elapsed) or elapsed < 0:
+            elapsed = 0.0
+        estimate = self.estimate(elapsed, status)
+        if estimate is None:
+            over = elapsed - self.patience
+            delay = self.no_estimate_delay if over <= 0 else self.no_estimate_delay + over * self.backoff_rate
+            return self._clamp(min(delay, max(self.backoff_max, self.no_estimate_delay)))
+        remaining = estimate - elapsed
+        if remaining > 0:
+            return self._clamp(min(self.max_delay, remaining * self.fraction))
+        overdue = -remaining
+        grace = max(self.overdue_grace, estimate * 0.5)
+        if overdue <= grace:
+            return self.min_delay
+        return self._clamp(min(self.backoff_max, self.min_delay + (overdue - grace) * self.backoff_rate))
+
+    def _clamp(self, delay: float) -> float:
+        return min(max(delay, self.min_delay), self.longest_delay)
+
+    def describe(self) -> str:
+        return ", ".join(f"{f.name}={getattr(self, f.name):g}" for f in fields(self))
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Outcome of :func:`simulate`: number of polls and how late the finished job was noticed."""
+
+    polls: int
+    latency: float
+    poll_times: tuple[float, ...]
+
+
+def simulate(
+    schedule: PollSchedule,
+    *,
+    duration: float,
+    estimated_time: float | None,
+    report_progress: bool = True,
+    queue_time: float = 0.0,
+    max_polls: int = 10_000,
+) -> SimResult:
+    """Pure simulation of one job polled with ``schedule`` (no sleeping).
+
+    The job is queued for ``queue_time`` seconds, then runs until ``duration`` (both measured from
+    submission); progress (if reported) grows linearly while running. The first poll happens at
+    submission (t = 0), like :meth:`kontext.apimart.ApimartClient.wait_for_task`.
+    """
+    from kontext.apimart import TaskStatus
+
+    t = 0.0
+    times: list[float] = []
+    while len(times) < max_polls:
+        times.append(t)
+        if t >= duration:
+            return SimResult(polls=len(times), latency=t - duration, poll_times=tuple(times))
+        if t < queue_time:
+            state, progress = "queued", 0 if report_progress else None
+        else:
+            state = "running"
+            share = (t - queue_time) / max(duration - queue_time, 1e-9)
+            progress = int(share * 100) if report_progress else None
+        status = TaskStatus(
+            task_id="sim",
+            state=state,
+            raw_status="processing" if state == "running" else "pending",
+            progress=progress,
+            estimated_time=estimated_time,
+            result_urls=(),
+            error=None,
+            expires_at=None,
+        )
+        t += schedule.next_delay(t, status)
+    raise RuntimeError("simulation did not finish")

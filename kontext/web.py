@@ -1,0 +1,65 @@
+"""The bot's aiohttp web server: ``/healthz``, ``/metrics`` and (with ``IMAGE_HOST=local``) hosted files."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from kontext.hosting.local import CONTENT_TYPES, LocalHost
+from kontext.metrics import Metrics
+
+log = logging.getLogger("kontext.web")
+
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def build_app(metrics: Metrics, health: Callable[[], dict[str, object]], local_host: LocalHost | None) -> web.Application:
+    """The web application; ``health()`` returns a dict with at least ``ok: bool``."""
+    started = time.time()
+
+    async def healthz(request: web.Request) -> web.Response:
+        state = {"uptime_s": round(time.time() - started, 1), **health()}
+        return web.json_response(state, status=200 if state.get("ok") else 503, headers=_SECURITY_HEADERS)
+
+    async def metrics_view(request: web.Request) -> web.Response:
+        return web.Response(text=metrics.render(), content_type="text/plain", headers=_SECURITY_HEADERS)
+
+    async def hosted_file(request: web.Request) -> web.StreamResponse:
+        assert local_host is not None
+        info = request.match_info
+        path = local_host.resolve(info["expiry"], info["signature"], info["filename"])
+        if path is None:
+            metrics.inc("hosted_file_denied_total")
+            raise web.HTTPNotFound(text="not found", headers=_SECURITY_HEADERS)
+        metrics.inc("hosted_file_served_total")
+        ext = path.suffix.lstrip(".")
+        headers = {**_SECURITY_HEADERS, "Content-Type": CONTENT_TYPES[ext]}
+        return web.FileResponse(path, headers=headers)
+
+    app = web.Application(client_max_size=1024)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_view)
+    if local_host is not None:
+        app.router.add_get("/files/{expiry}/{signature}/{filename}", hosted_file)
+    return app
+
+
+async def start_web(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start serving; returns the runner (for cleanup) and the bound port (useful with port 0)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    bound = sockets[0].getsockname()[1] if sockets else port
+    log.info("web server listening on %s:%d", host, bound)
+    return runner, bound

@@ -1,0 +1,107 @@
+"""The fair scheduler: caps hold, positions are right, one user's burst does not block others."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from kontext.errors import BusyError
+from kontext.scheduler import FairScheduler
+
+
+async def test_caps_and_positions() -> None:
+    sched = FairScheduler(max_running=2, max_per_user=1, max_waiting=10)
+    release: dict[str, asyncio.Event] = {}
+    positions: dict[str, list[int]] = {}
+    order: list[str] = []
+
+    async def job(job_id: str, user: int) -> None:
+        release[job_id] = asyncio.Event()
+        positions[job_id] = []
+
+        async def report(position: int) -> None:
+            positions[job_id].append(position)
+
+        async with sched.slot(job_id, user, on_position=report):
+            order.append(job_id)
+            assert sched.running_total <= 2
+            assert sched.running_for(user) <= 1
+            await release[job_id].wait()
+
+    tasks = [asyncio.create_task(job(j, u)) for j, u in [("a1", 1), ("a2", 1), ("b1", 2), ("c1", 3)]]
+    await asyncio.sleep(0.01)
+    # a1 and b1 run (a2 is blocked by user 1's cap, c1 by the global cap)
+    assert order == ["a1", "b1"]
+    assert positions["a2"] == [1] and positions["c1"] == [2]
+    release["b1"].set()
+    await asyncio.sleep(0.01)
+    # c1 starts before a2 because a2's user is still at the cap
+    assert order == ["a1", "b1", "c1"]
+    release["a1"].set()
+    await asyncio.sleep(0.01)
+    assert order == ["a1", "b1", "c1", "a2"]
+    release["c1"].set()
+    release["a2"].set()
+    await asyncio.gather(*tasks)
+    assert sched.running_total == 0 and sched.waiting_count == 0
+    assert sched.peak_running == 2
+
+
+async def test_queue_full_raises_busy() -> None:
+    sched = FairScheduler(max_running=1, max_per_user=1, max_waiting=1)
+    hold = asyncio.Event()
+
+    async def job(job_id: str, user: int) -> None:
+        async with sched.slot(job_id, user):
+            await hold.wait()
+
+    t1 = asyncio.create_task(job("1", 1))
+    t2 = asyncio.create_task(job("2", 2))
+    await asyncio.sleep(0.01)
+    with pytest.raises(BusyError):
+        async with sched.slot("3", 3):
+            pass
+    hold.set()
+    await asyncio.gather(t1, t2)
+
+
+async def test_cancelled_waiter_leaves_the_line() -> None:
+    sched = FairScheduler(max_running=1, max_per_user=1, max_waiting=5)
+    hold = asyncio.Event()
+
+    async def job(job_id: str, user: int) -> None:
+        async with sched.slot(job_id, user):
+            await hold.wait()
+
+    t1 = asyncio.create_task(job("1", 1))
+    t2 = asyncio.create_task(job("2", 2))
+    t3 = asyncio.create_task(job("3", 3))
+    await asyncio.sleep(0.01)
+    assert sched.position("3") == 2
+    t2.cancel()
+    await asyncio.sleep(0.01)
+    assert sched.position("2") is None and sched.position("3") == 1
+    hold.set()
+    await asyncio.gather(t1, t3)
+    assert sched.running_total == 0
+
+
+async def test_front_jumps_the_line() -> None:
+    sched = FairScheduler(max_running=1, max_per_user=5, max_waiting=5)
+    hold = asyncio.Event()
+    order: list[str] = []
+
+    async def job(job_id: str, front: bool = False) -> None:
+        async with sched.slot(job_id, 1, front=front):
+            order.append(job_id)
+            await hold.wait()
+
+    tasks = [asyncio.create_task(job("first")), asyncio.create_task(job("new"))]
+    await asyncio.sleep(0.01)
+    tasks.append(asyncio.create_task(job("resumed", front=True)))
+    await asyncio.sleep(0.01)
+    assert sched.position("resumed") == 1 and sched.position("new") == 2
+    hold.set()
+    await asyncio.gather(*tasks)
+    assert order == ["first", "resumed", "new"]

@@ -1,0 +1,84 @@
+"""SQLite store: migrations, write-ahead transitions, settings and usage persistence."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from kontext import models as m
+from kontext.store import MIGRATIONS, SqliteStore
+
+
+def make_job(**overrides: object) -> m.JobRecord:
+    values: dict[str, object] = dict(
+        id=m.new_job_id(), kind=m.KIND_EDIT, prompt="make the hair blue 把头发变成蓝色", model="flux-kontext-pro",
+        size="match_input_image", response_format="png", safety_tolerance=2, prompt_upsampling=False,
+        user_id=42, channel_id=7, guild_id=9,
+    )
+    values.update(overrides)
+    return m.JobRecord(**values)  # type: ignore[arg-type]
+
+
+async def test_roundtrip_and_transitions(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "k.sqlite3")
+    await store.open()
+    job = make_job(prompt_upsampling=True)
+    await store.insert_job(job)
+    loaded = await store.get_job(job.id)
+    assert loaded == job
+    assert await store.transition(job, [m.RECEIVED], m.HOSTED, hosted_url="https://h/x.png")
+    assert not await store.transition(job, [m.RECEIVED], m.HOSTED), "compare-and-set must refuse a stale state"
+    assert job.state == m.HOSTED
+    await store.update_job(job, status_message_id=123)
+    again = await store.get_job(job.id)
+    assert again is not None and again.state == m.HOSTED and again.status_message_id == 123
+    assert [j.id for j in await store.active_jobs()] == [job.id]
+    assert await store.transition(job, m.ACTIVE_STATES, m.DONE)
+    assert await store.active_jobs() == []
+    await store.close()
+
+
+async def test_reopen_keeps_everything_and_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "k.sqlite3"
+    store = SqliteStore(path)
+    await store.open()
+    job = make_job()
+    await store.insert_job(job)
+    await store.put_guild_settings(9, {"safety": 1, "blocklist": ["秘密"]})
+    await store.add_usage("2026-11-25", 9, 42, 1000.0)
+    await store.add_usage("2026-11-25", 9, 42, 1001.0)
+    await store.add_usage("2026-11-25", 9, 43, 1002.0)
+    await store.close()
+
+    store = SqliteStore(path)
+    await store.open()
+    assert (await store.get_job(job.id)) == job
+    assert await store.get_guild_settings(9) == {"safety": 1, "blocklist": ["秘密"]}
+    assert await store.usage("2026-11-25", 9, 42) == 2
+    assert await store.usage("2026-11-25", 9) == 3
+    assert await store.last_use(9, 42) == 1001.0
+    await store.close()
+    version = sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0]
+    assert version == len(MIGRATIONS)
+
+
+async def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "k.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.close()
+    store = SqliteStore(path)
+    with pytest.raises(RuntimeError, match="newer than this bot"):
+        await store.open()
+
+
+async def test_unknown_column_is_rejected(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "k.sqlite3")
+    await store.open()
+    job = make_job()
+    await store.insert_job(job)
+    with pytest.raises(ValueError):
+        await store.update_job(job, **{"state = 'done' --": 1})
+    await store.close()
