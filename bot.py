@@ -1,7 +1,7 @@
 """Kontext entry point: load `.env`, validate settings, build the bot, run it until SIGTERM/SIGINT.
 
-    python bot.py           run the bot
-    python bot.py --check   validate the configuration and exit (0 ok, 2 bad) without connecting
+python bot.py           run the bot
+python bot.py --check   validate the configuration and exit (0 ok, 2 bad) without connecting
 """
 
 from __future__ import annotations
@@ -51,10 +51,14 @@ def point_discord_at(settings: Settings) -> None:
 class KontextBot(commands.Bot):
     """The bot: owns the HTTP session, store, job runner and web server for its lifetime."""
 
-    def __init__(self, settings: Settings, *, poll_schedule: PollSchedule | None = None, **options: Any) -> None:
+    def __init__(
+        self, settings: Settings, *, poll_schedule: PollSchedule | None = None, **options: Any
+    ) -> None:
         intents = discord.Intents.none()
         intents.guilds = True
-        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None, **options)
+        super().__init__(
+            command_prefix=commands.when_mentioned, intents=intents, help_command=None, **options
+        )
         self.settings = settings
         self.poll_schedule = poll_schedule
         self.metrics = Metrics()
@@ -88,12 +92,16 @@ class KontextBot(commands.Bot):
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.http_timeout_s, sock_read=s.http_timeout_s),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=s.http_timeout_s, sock_read=s.http_timeout_s
+            ),
             headers={"User-Agent": "KontextBot/0.1 (+https://github.com/)"},
         )
         self.store = SqliteStore(s.database_path)
         await self.store.open()
-        apimart = ApimartClient(self._session, s.apimart_base_url, s.apimart_api_key, timeout=s.http_timeout_s)
+        apimart = ApimartClient(
+            self._session, s.apimart_base_url, s.apimart_api_key, timeout=s.http_timeout_s
+        )
         host = build_host(s, apimart)
         self.images = ImageWorker(max_threads=max(1, min(2, (os.cpu_count() or 2) - 1)))
         self.runner = JobRunner(
@@ -140,7 +148,12 @@ class KontextBot(commands.Bot):
             await asyncio.sleep(min(300, max(10, host.ttl_s / 4)))
 
     async def on_ready(self) -> None:
-        log.info("connected as %s (id %s) to %d guild(s)", self.user, getattr(self.user, "id", "?"), len(self.guilds))
+        log.info(
+            "connected as %s (id %s) to %d guild(s)",
+            self.user,
+            getattr(self.user, "id", "?"),
+            len(self.guilds),
+        )
 
     async def close(self) -> None:
         if self._closing_started:
@@ -174,17 +187,27 @@ async def run_bot(settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
-            loop.add_signal_handler(sig, lambda s=sig: (log.info("received %s, shutting down", s.name), asyncio.ensure_future(bot.close())))
+            loop.add_signal_handler(
+                sig,
+                lambda s=sig: (
+                    log.info("received %s, shutting down", s.name),
+                    asyncio.ensure_future(bot.close()),
+                ),
+            )
         except (NotImplementedError, RuntimeError):
             pass
     try:
         async with bot:
             await bot.start(settings.discord_token)
     except discord.LoginFailure:
-        log.error("Discord rejected DISCORD_TOKEN (401 Unauthorized); reset the token in the developer portal")
+        log.error(
+            "Discord rejected DISCORD_TOKEN (401 Unauthorized); reset the token in the developer portal"
+        )
         return 2
     except discord.PrivilegedIntentsRequired:
-        log.error("Discord refused the gateway intents; this bot needs no privileged intents — check the portal")
+        log.error(
+            "Discord refused the gateway intents; this bot needs no privileged intents — check the portal"
+        )
         return 2
     return 0
 
@@ -206,7 +229,11 @@ def main(argv: list[str] | None = None) -> int:
             f"APIMart {settings.apimart_base_url})"
         )
         return 0
-    setup_logging(settings.log_level, json_lines=settings.log_json, secrets=[settings.discord_token, settings.apimart_api_key])
+    setup_logging(
+        settings.log_level,
+        json_lines=settings.log_json,
+        secrets=[settings.discord_token, settings.apimart_api_key],
+    )
     return asyncio.run(run_bot(settings))
 
 

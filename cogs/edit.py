@@ -42,7 +42,9 @@ class PromptModal(discord.ui.Modal):
         super().__init__(title=t("edit_again_title", locale), timeout=600)
         self.on_prompt = on_prompt
         self.prompt = discord.ui.TextInput(
-            label=t("edit_prompt_label", locale), style=discord.TextStyle.paragraph, max_length=MAX_PROMPT_CHARS
+            label=t("edit_prompt_label", locale),
+            style=discord.TextStyle.paragraph,
+            max_length=MAX_PROMPT_CHARS,
         )
         self.add_item(self.prompt)
 
@@ -50,7 +52,9 @@ class PromptModal(discord.ui.Modal):
         await self.on_prompt(interaction, self.prompt.value)
 
 
-class RerollButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"kx:reroll:(?P<job>[0-9a-f]{8,32})"):
+class RerollButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"kx:reroll:(?P<job>[0-9a-f]{8,32})"
+):
     """Runs the same prompt on the same input again (as a new job of whoever clicks)."""
 
     def __init__(self, job_id: str, label: str = "Re-roll") -> None:
@@ -58,14 +62,18 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"kx
         self.job_id = job_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> RerollButton:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: Any, match: re.Match[str]
+    ) -> RerollButton:
         return cls(match["job"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await _bot(interaction).get_cog("EditCog").reroll(interaction, self.job_id)  # type: ignore[union-attr]
 
 
-class EditAgainButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"kx:again:(?P<job>[0-9a-f]{8,32})"):
+class EditAgainButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"kx:again:(?P<job>[0-9a-f]{8,32})"
+):
     """Opens a prompt modal; the result of this job becomes the next input."""
 
     def __init__(self, job_id: str, label: str = "Edit again") -> None:
@@ -73,24 +81,32 @@ class EditAgainButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r
         self.job_id = job_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> EditAgainButton:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: Any, match: re.Match[str]
+    ) -> EditAgainButton:
         return cls(match["job"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await _bot(interaction).get_cog("EditCog").edit_again(interaction, self.job_id)  # type: ignore[union-attr]
 
 
-class DeleteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"kx:delete:(?P<job>[0-9a-f]{8,32})"):
+class DeleteButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"kx:delete:(?P<job>[0-9a-f]{8,32})"
+):
     """Deletes the result message (requester or someone with Manage Messages)."""
 
     def __init__(self, job_id: str, label: str = "Delete") -> None:
         super().__init__(
-            discord.ui.Button(label=label, emoji="🗑️", style=discord.ButtonStyle.danger, custom_id=f"kx:delete:{job_id}")
+            discord.ui.Button(
+                label=label, emoji="🗑️", style=discord.ButtonStyle.danger, custom_id=f"kx:delete:{job_id}"
+            )
         )
         self.job_id = job_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: Any, match: re.Match[str]) -> DeleteButton:
+    async def from_custom_id(
+        cls, interaction: discord.Interaction, item: Any, match: re.Match[str]
+    ) -> DeleteButton:
         return cls(match["job"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
@@ -173,7 +189,9 @@ class EditCog(commands.Cog):
         safety="Ask for a stricter safety filter (0 strictest … 6); never looser than the server allows",
     )
     @app_commands.choices(
-        model=MODEL_CHOICES, aspect=[c for c in ASPECT_CHOICES if c.value != "match_input_image"], format=FORMAT_CHOICES
+        model=MODEL_CHOICES,
+        aspect=[c for c in ASPECT_CHOICES if c.value != "match_input_image"],
+        format=FORMAT_CHOICES,
     )
     async def imagine(
         self,
@@ -203,7 +221,9 @@ class EditCog(commands.Cog):
             return
 
         async def on_prompt(modal_interaction: discord.Interaction, prompt: str) -> None:
-            await self.bot.intake.submit(modal_interaction, EditOptions(prompt=prompt), kind=m.KIND_EDIT, attachment=attachment)
+            await self.bot.intake.submit(
+                modal_interaction, EditOptions(prompt=prompt), kind=m.KIND_EDIT, attachment=attachment
+            )
 
         await interaction.response.send_modal(PromptModal(str(interaction.locale), on_prompt))
 

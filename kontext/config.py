@@ -85,7 +85,7 @@ def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.netloc:
         raise ConfigError(name, f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
-    return value.rstrip("/") if parts.path not in ("", "/") else value.rstrip("/")
+    return value.rstrip("/")
 
 
 def _number(name: str, raw: str, kind: Callable[[str], T], lo: float, hi: float) -> T:

@@ -44,7 +44,9 @@ def result_embed(job: JobRecord, elapsed: float, filename: str) -> discord.Embed
     embed.add_field(name=t("field_prompt", job.locale), value=prompt, inline=False)
     embed.add_field(name=t("field_model", job.locale), value=job.model, inline=True)
     embed.add_field(name=t("field_requester", job.locale), value=f"<@{job.user_id}>", inline=True)
-    embed.add_field(name=t("field_time", job.locale), value=t("seconds", job.locale, elapsed=round(elapsed)), inline=True)
+    embed.add_field(
+        name=t("field_time", job.locale), value=t("seconds", job.locale, elapsed=round(elapsed)), inline=True
+    )
     embed.set_image(url=f"attachment://{filename}")
     embed.set_footer(text=f"job {job.id}")
     return embed
@@ -53,7 +55,9 @@ def result_embed(job: JobRecord, elapsed: float, filename: str) -> discord.Embed
 class DiscordReporter:
     """Implements :class:`kontext.jobs.Reporter` with discord.py webhooks and channel messages."""
 
-    def __init__(self, client: discord.Client, job: JobRecord, view_factory: ViewFactory | None = None) -> None:
+    def __init__(
+        self, client: discord.Client, job: JobRecord, view_factory: ViewFactory | None = None
+    ) -> None:
         self.client = client
         self.job = job
         self.view_factory = view_factory
@@ -69,7 +73,9 @@ class DiscordReporter:
 
     def _webhook(self) -> discord.Webhook:
         assert self.job.application_id is not None and self.job.interaction_token is not None
-        return discord.Webhook.partial(self.job.application_id, self.job.interaction_token, client=self.client)
+        return discord.Webhook.partial(
+            self.job.application_id, self.job.interaction_token, client=self.client
+        )
 
     async def _channel(self) -> discord.abc.Messageable:
         channel = self.client.get_channel(self.job.channel_id)
@@ -77,7 +83,9 @@ class DiscordReporter:
             try:
                 channel = await self.client.fetch_channel(self.job.channel_id)
             except discord.HTTPException as exc:
-                raise DeliveryError(f"channel {self.job.channel_id} unavailable: {exc.status} {exc.code}") from exc
+                raise DeliveryError(
+                    f"channel {self.job.channel_id} unavailable: {exc.status} {exc.code}"
+                ) from exc
         if not isinstance(channel, discord.abc.Messageable):
             raise DeliveryError(f"channel {self.job.channel_id} cannot receive messages")
         return channel
@@ -120,36 +128,43 @@ class DiscordReporter:
         done = "\n".join([t("status_done", job.locale, elapsed=round(elapsed)), *notes])
         if self.token_alive() and job.status_message_id is not None:
             try:
-                kwargs = {"view": view} if view is not None else {}
                 message = await self._webhook().edit_message(
                     job.status_message_id,
                     content=done,
                     embed=embed,
                     attachments=[discord.File(io.BytesIO(result.data), filename=filename)],
                     allowed_mentions=NO_PINGS,
-                    **kwargs,
+                    view=view,
                 )
-                return Delivered("original", message.id, message.attachments[0].url if message.attachments else None)
+                return Delivered(
+                    "original", message.id, message.attachments[0].url if message.attachments else None
+                )
             except discord.HTTPException as exc:
                 if not _token_gone(exc):
-                    raise DeliveryError(f"editing the status message failed: {exc.status} {exc.code}") from exc
+                    raise DeliveryError(
+                        f"editing the status message failed: {exc.status} {exc.code}"
+                    ) from exc
                 log.info("interaction token no longer valid (%s); delivering to the channel", exc.code)
                 self._token_dead = True
         channel = await self._channel()
         content = t("late_delivery", job.locale, mention=f"<@{job.user_id}>")
         try:
-            message = await channel.send(
+            sent = await channel.send(
                 content=content,
                 embed=embed,
                 file=discord.File(io.BytesIO(result.data), filename=filename),
                 view=view if view is not None else discord.utils.MISSING,
-                allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)]),
+                allowed_mentions=discord.AllowedMentions(
+                    everyone=False, roles=False, users=[discord.Object(job.user_id)]
+                ),
                 reference=self._reference() or discord.utils.MISSING,
                 nonce=job.id[:25],
             )
         except discord.HTTPException as exc:
-            raise DeliveryError(f"posting to channel {job.channel_id} failed: {exc.status} {exc.code}") from exc
-        return Delivered("channel", message.id, message.attachments[0].url if message.attachments else None)
+            raise DeliveryError(
+                f"posting to channel {job.channel_id} failed: {exc.status} {exc.code}"
+            ) from exc
+        return Delivered("channel", sent.id, sent.attachments[0].url if sent.attachments else None)
 
     async def fail(self, error: KontextError) -> None:
         job = self.job
@@ -172,7 +187,9 @@ class DiscordReporter:
                 return
             except discord.HTTPException as exc:
                 if not _token_gone(exc):
-                    log.warning("could not show the failure on the status message: %s %s", exc.status, exc.code)
+                    log.warning(
+                        "could not show the failure on the status message: %s %s", exc.status, exc.code
+                    )
                     return
                 self._token_dead = True
         if isinstance(error, DeliveryError):
@@ -181,9 +198,13 @@ class DiscordReporter:
         try:
             await channel.send(
                 content=t("late_failure", job.locale, mention=f"<@{job.user_id}>", reason=text),
-                allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=[discord.Object(job.user_id)]),
+                allowed_mentions=discord.AllowedMentions(
+                    everyone=False, roles=False, users=[discord.Object(job.user_id)]
+                ),
                 reference=self._reference() or discord.utils.MISSING,
                 nonce=f"f{job.id}"[:25],
             )
         except discord.HTTPException as exc:
-            log.warning("could not post the failure to channel %s: %s %s", job.channel_id, exc.status, exc.code)
+            log.warning(
+                "could not post the failure to channel %s: %s %s", job.channel_id, exc.status, exc.code
+            )

@@ -23,7 +23,19 @@ from kontext.logs import job_context
 log = logging.getLogger("kontext.intake")
 
 MAX_PROMPT_CHARS = 1800
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif")
+IMAGE_EXTENSIONS = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".gif",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".avif",
+    ".heic",
+    ".heif",
+)
 
 
 class Refusal(Exception):
@@ -53,7 +65,9 @@ def clean_prompt(prompt: str | None, locale: str | None) -> str:
     if not text:
         raise Refusal(t("prompt_empty", locale), "empty prompt")
     if len(text) > MAX_PROMPT_CHARS:
-        raise Refusal(t("prompt_too_long", locale, length=len(text), limit=MAX_PROMPT_CHARS), "prompt too long")
+        raise Refusal(
+            t("prompt_too_long", locale, length=len(text), limit=MAX_PROMPT_CHARS), "prompt too long"
+        )
     return text
 
 
@@ -84,7 +98,9 @@ class Intake:
         """Tell only the requester, whether or not the interaction was already acknowledged."""
         try:
             if interaction.response.is_done():
-                await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+                await interaction.followup.send(
+                    text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+                )
             else:
                 await interaction.response.send_message(
                     text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
@@ -117,7 +133,9 @@ class Intake:
                 if not self.runner.accepting:
                     raise Refusal(error_text(ShuttingDown(), locale), "shutting down")
                 if self.runner.scheduler.waiting_count >= self.settings.max_queued_jobs:
-                    raise Refusal(error_text(BusyError(limit=self.settings.max_queued_jobs), locale), "queue full")
+                    raise Refusal(
+                        error_text(BusyError(limit=self.settings.max_queued_jobs), locale), "queue full"
+                    )
             except Refusal as refusal:
                 log.info("refused /%s from user %s: %s", kind, interaction.user.id, refusal.reason)
                 await self.refuse(interaction, refusal.text)
@@ -166,6 +184,10 @@ class Intake:
                 return None
             log.info(
                 "accepted /%s from user %s in channel %s (model=%s size=%s)",
-                kind, job.user_id, job.channel_id, job.model, job.size,
+                kind,
+                job.user_id,
+                job.channel_id,
+                job.model,
+                job.size,
             )
             return job

@@ -9,6 +9,7 @@ never submitted again (a second submit costs the server owner money).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -116,6 +117,7 @@ class JobRunner:
         self.accepting = True
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._submitting: set[str] = set()
+        self._submits_drained = asyncio.Event()
         self._owners: dict[str, int] = {}
         self.limits = ImageLimits(
             max_bytes=settings.max_input_bytes,
@@ -153,7 +155,9 @@ class JobRunner:
                 continue
             if job.state == m.SUBMITTING:
                 with job_context(job.id):
-                    log.warning("job was mid-submit when the bot stopped; reporting it failed, not resubmitting")
+                    log.warning(
+                        "job was mid-submit when the bot stopped; reporting it failed, not resubmitting"
+                    )
                     self._spawn_failure(job, JobInterrupted("interrupted during submit"))
                 continue
             log.info("resuming job %s in state %s", job.id, job.state)
@@ -165,8 +169,10 @@ class JobRunner:
         """Stop accepting; let submits on the wire get their task id; leave the rest resumable."""
         self.accepting = False
         deadline = time.monotonic() + grace
-        while self._submitting and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        if self._submitting:
+            self._submits_drained.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._submits_drained.wait(), grace)
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -223,7 +229,11 @@ class JobRunner:
                 log.info("job task cancelled in state %s (resumable)", job.state)
                 raise
             except TimeoutError:
-                await self._fail(job, TaskTimedOut("overall deadline passed", seconds=int(self.settings.job_timeout_s)), reporter)
+                await self._fail(
+                    job,
+                    TaskTimedOut("overall deadline passed", seconds=int(self.settings.job_timeout_s)),
+                    reporter,
+                )
             except KontextError as exc:
                 await self._fail(job, exc, reporter)
             except Exception as exc:
@@ -244,7 +254,9 @@ class JobRunner:
         if job.state == m.DELIVERING:
             await self._deliver(job, reporter, line, notes)
 
-    async def _host_input(self, job: m.JobRecord, reporter: Reporter, line: StatusLine, notes: list[str]) -> None:
+    async def _host_input(
+        self, job: m.JobRecord, reporter: Reporter, line: StatusLine, notes: list[str]
+    ) -> None:
         if job.kind == m.KIND_IMAGINE or not job.input_url:
             await self.store.transition(job, [m.RECEIVED], m.HOSTED, host_name=None, hosted_url=None)
             return
@@ -271,11 +283,22 @@ class JobRunner:
             notes.append("letterboxed")
         log.info(
             "input normalised: %s %dx%d -> %s %d bytes",
-            image.source_format, image.width, image.height, image.content_type, len(image.data),
+            image.source_format,
+            image.width,
+            image.height,
+            image.content_type,
+            len(image.data),
         )
-        hosted = await self.host.put(job.id, image.data, image.content_type, image.extension, reporter.attach_input)
+        hosted = await self.host.put(
+            job.id, image.data, image.content_type, image.extension, reporter.attach_input
+        )
         await self.store.transition(
-            job, [m.RECEIVED], m.HOSTED, host_name=self.host.name, hosted_url=hosted.url, host_handle=hosted.handle
+            job,
+            [m.RECEIVED],
+            m.HOSTED,
+            host_name=self.host.name,
+            hosted_url=hosted.url,
+            host_handle=hosted.handle,
         )
         log.info("input hosted on %s", self.host.name)
 
@@ -294,11 +317,17 @@ class JobRunner:
         self._submitting.add(job.id)
         try:
             task_id = await self.apimart.submit(request, idempotency_key=job.id)
-            await self.store.transition(job, [m.SUBMITTING], m.SUBMITTED, task_id=task_id, submitted_at=time.time())
+            await self.store.transition(
+                job, [m.SUBMITTING], m.SUBMITTED, task_id=task_id, submitted_at=time.time()
+            )
         finally:
             self._submitting.discard(job.id)
+            if not self._submitting:
+                self._submits_drained.set()
         self.metrics.inc("jobs_submitted_total")
-        log.info("submitted %s as task %s (size=%s safety=%d)", job.model, task_id, job.size, job.safety_tolerance)
+        log.info(
+            "submitted %s as task %s (size=%s safety=%d)", job.model, task_id, job.size, job.safety_tolerance
+        )
         await line.show(t("status_queued", job.locale, elapsed=self._elapsed(job)), force=True)
 
     async def _poll(self, job: m.JobRecord, line: StatusLine) -> None:
@@ -321,7 +350,9 @@ class JobRunner:
         await self.store.transition(job, [m.SUBMITTED], m.DELIVERING, result_url=status.result_urls[0])
         log.info("task completed after %.1f s", time.time() - (job.submitted_at or job.created_at))
 
-    async def _deliver(self, job: m.JobRecord, reporter: Reporter, line: StatusLine, notes: list[str]) -> None:
+    async def _deliver(
+        self, job: m.JobRecord, reporter: Reporter, line: StatusLine, notes: list[str]
+    ) -> None:
         assert job.result_url is not None
         await line.show(t("status_downloading", job.locale, elapsed=self._elapsed(job)), force=True)
         try:

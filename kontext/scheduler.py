@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from kontext.errors import BusyError
 
@@ -112,9 +113,10 @@ class FairScheduler:
                     if waiter.granted.done():
                         break
                     waiter.moved.clear()
-                    moved = asyncio.ensure_future(waiter.moved.wait())
+                    moved: asyncio.Future[Any] = asyncio.ensure_future(waiter.moved.wait())
+                    pending: list[asyncio.Future[Any]] = [waiter.granted, moved]
                     try:
-                        await asyncio.wait({waiter.granted, moved}, return_when=asyncio.FIRST_COMPLETED)
+                        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                     finally:
                         moved.cancel()
             except BaseException:

@@ -97,7 +97,9 @@ class Store(Protocol):
     async def insert_job(self, job: JobRecord) -> None: ...
     async def get_job(self, job_id: str) -> JobRecord | None: ...
     async def update_job(self, job: JobRecord, **changes: Any) -> None: ...
-    async def transition(self, job: JobRecord, from_states: Iterable[str], to_state: str, **changes: Any) -> bool: ...
+    async def transition(
+        self, job: JobRecord, from_states: Iterable[str], to_state: str, **changes: Any
+    ) -> bool: ...
     async def active_jobs(self) -> list[JobRecord]: ...
     async def get_guild_settings(self, guild_id: int) -> dict[str, Any] | None: ...
     async def put_guild_settings(self, guild_id: int, data: dict[str, Any]) -> None: ...
@@ -201,7 +203,9 @@ class SqliteStore:
         for name, value in changes.items():
             setattr(job, name, value)
 
-    async def transition(self, job: JobRecord, from_states: Iterable[str], to_state: str, **changes: Any) -> bool:
+    async def transition(
+        self, job: JobRecord, from_states: Iterable[str], to_state: str, **changes: Any
+    ) -> bool:
         """Compare-and-set the state; False (and nothing changed) if the job is not in ``from_states``."""
         allowed = list(from_states)
         changes = {"state": to_state, **changes, "updated_at": time.time()}
@@ -226,7 +230,9 @@ class SqliteStore:
         return [self._row_to_job(r) for r in rows]
 
     async def jobs_by_state(self) -> dict[str, int]:
-        rows = await self._call(lambda c: c.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
+        rows = await self._call(
+            lambda c: c.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        )
         return {r[0]: int(r[1]) for r in rows}
 
     # --- guild settings and usage -------------------------------------------------------------
@@ -254,14 +260,18 @@ class SqliteStore:
         await self._call(
             lambda c: c.execute(
                 "INSERT INTO usage (day, guild_id, user_id, count, last_at) VALUES (?, ?, ?, 1, ?) "
-                "ON CONFLICT(day, guild_id, user_id) DO UPDATE SET count = count + 1, last_at = excluded.last_at",
+                "ON CONFLICT(day, guild_id, user_id) "
+                "DO UPDATE SET count = count + 1, last_at = excluded.last_at",
                 (day, guild_id, user_id, at),
             )
         )
 
     async def usage(self, day: str, guild_id: int, user_id: int | None = None) -> int:
         if user_id is None:
-            sql, params = "SELECT COALESCE(SUM(count), 0) FROM usage WHERE day = ? AND guild_id = ?", (day, guild_id)
+            sql, params = (
+                "SELECT COALESCE(SUM(count), 0) FROM usage WHERE day = ? AND guild_id = ?",
+                (day, guild_id),
+            )
         else:
             sql = "SELECT COALESCE(SUM(count), 0) FROM usage WHERE day = ? AND guild_id = ? AND user_id = ?"
             params = (day, guild_id, user_id)  # type: ignore[assignment]

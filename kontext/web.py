@@ -21,7 +21,9 @@ _SECURITY_HEADERS = {
 }
 
 
-def build_app(metrics: Metrics, health: Callable[[], dict[str, object]], local_host: LocalHost | None) -> web.Application:
+def build_app(
+    metrics: Metrics, health: Callable[[], dict[str, object]], local_host: LocalHost | None
+) -> web.Application:
     """The web application; ``health()`` returns a dict with at least ``ok: bool``."""
     started = time.time()
 

@@ -13,9 +13,17 @@ from kontext.store import MIGRATIONS, SqliteStore
 
 def make_job(**overrides: object) -> m.JobRecord:
     values: dict[str, object] = dict(
-        id=m.new_job_id(), kind=m.KIND_EDIT, prompt="make the hair blue 把头发变成蓝色", model="flux-kontext-pro",
-        size="match_input_image", response_format="png", safety_tolerance=2, prompt_upsampling=False,
-        user_id=42, channel_id=7, guild_id=9,
+        id=m.new_job_id(),
+        kind=m.KIND_EDIT,
+        prompt="make the hair blue 把头发变成蓝色",
+        model="flux-kontext-pro",
+        size="match_input_image",
+        response_format="png",
+        safety_tolerance=2,
+        prompt_upsampling=False,
+        user_id=42,
+        channel_id=7,
+        guild_id=9,
     )
     values.update(overrides)
     return m.JobRecord(**values)  # type: ignore[arg-type]
@@ -29,7 +37,9 @@ async def test_roundtrip_and_transitions(tmp_path: Path) -> None:
     loaded = await store.get_job(job.id)
     assert loaded == job
     assert await store.transition(job, [m.RECEIVED], m.HOSTED, hosted_url="https://h/x.png")
-    assert not await store.transition(job, [m.RECEIVED], m.HOSTED), "compare-and-set must refuse a stale state"
+    assert not await store.transition(job, [m.RECEIVED], m.HOSTED), (
+        "compare-and-set must refuse a stale state"
+    )
     assert job.state == m.HOSTED
     await store.update_job(job, status_message_id=123)
     again = await store.get_job(job.id)

@@ -17,7 +17,9 @@ def build_host(settings: Settings, client: ApimartClient) -> ImageHost:
     if settings.image_host == "local":
         assert settings.public_base_url is not None  # validated in config
         secret = load_secret(settings.data_dir / "web_secret")
-        return LocalHost(settings.data_dir / "hosted", settings.public_base_url, secret, settings.hosted_file_ttl_s)
+        return LocalHost(
+            settings.data_dir / "hosted", settings.public_base_url, secret, settings.hosted_file_ttl_s
+        )
     if settings.image_host == "discord":
         return DiscordHost()
     return ApimartHost(client)
