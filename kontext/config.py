@@ -156,7 +156,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         "MAX_INPUT_MEGAPIXELS": ("max_input_megapixels", 1, 89),
         "NORMALISE_MEGAPIXELS": ("normalise_megapixels", 0.25, 16),
         "MAX_RESULT_MB": ("max_result_mb", 1, 500),
-        "JOB_TIMEOUT_SECONDS": ("job_timeout_s", 5, 86400),
+        "JOB_TIMEOUT_SECONDS": ("job_timeout_s", 1, 86400),
         "HTTP_TIMEOUT_SECONDS": ("http_timeout_s", 1, 600),
         "STATUS_UPDATE_INTERVAL_SECONDS": ("status_update_interval_s", 0, 60),
     }

@@ -73,9 +73,13 @@ class DiscordReporter:
 
     def _webhook(self) -> discord.Webhook:
         assert self.job.application_id is not None and self.job.interaction_token is not None
-        return discord.Webhook.partial(
+        webhook = discord.Webhook.partial(
             self.job.application_id, self.job.interaction_token, client=self.client
         )
+        webhook.type = (
+            discord.WebhookType.application
+        )  # an interaction's follow-up webhook (allows ephemeral)
+        return webhook
 
     async def _channel(self) -> discord.abc.Messageable:
         channel = self.client.get_channel(self.job.channel_id)

@@ -166,7 +166,7 @@ class Intake:
                 interaction_token=interaction.token,
                 token_issued_at=interaction.created_at.timestamp(),
                 status_message_id=status.id,
-                attachment_size_limit=getattr(interaction, "attachment_size_limit", None) or 10 * 1024 * 1024,
+                attachment_size_limit=getattr(interaction, "filesize_limit", None) or 10 * 1024 * 1024,
                 input_url=input_url,
                 input_filename=input_filename,
                 parent_job_id=parent_job_id,
