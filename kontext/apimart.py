@@ -204,7 +204,7 @@ def _body_code(body: Any) -> tuple[bool, int | None]:
         return not 200 <= number < 300, int(number)
     if isinstance(code, str):
         stripped = code.strip()
-        if stripped.isdigit():
+        if stripped.isascii() and stripped.isdigit():
             value = int(stripped)
             return not 200 <= value < 300, value
         return stripped.lower() not in ("", "ok", "success"), None

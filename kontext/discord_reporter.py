@@ -94,6 +94,12 @@ class DiscordReporter:
             raise DeliveryError(f"channel {self.job.channel_id} cannot receive messages")
         return channel
 
+    def _requester_only(self) -> discord.AllowedMentions:
+        """Ping the requester and nobody else (no @everyone, roles or reply pings)."""
+        return discord.AllowedMentions(
+            everyone=False, roles=False, users=[discord.Object(self.job.user_id)], replied_user=False
+        )
+
     def _reference(self) -> discord.MessageReference | None:
         if self.job.status_message_id is None:
             return None
@@ -158,9 +164,7 @@ class DiscordReporter:
                 embed=embed,
                 file=discord.File(io.BytesIO(result.data), filename=filename),
                 view=view if view is not None else discord.utils.MISSING,
-                allowed_mentions=discord.AllowedMentions(
-                    everyone=False, roles=False, users=[discord.Object(job.user_id)]
-                ),
+                allowed_mentions=self._requester_only(),
                 reference=self._reference() or discord.utils.MISSING,
                 nonce=job.id[:25],
             )
@@ -202,9 +206,7 @@ class DiscordReporter:
         try:
             await channel.send(
                 content=t("late_failure", job.locale, mention=f"<@{job.user_id}>", reason=text),
-                allowed_mentions=discord.AllowedMentions(
-                    everyone=False, roles=False, users=[discord.Object(job.user_id)]
-                ),
+                allowed_mentions=self._requester_only(),
                 reference=self._reference() or discord.utils.MISSING,
                 nonce=f"f{job.id}"[:25],
             )

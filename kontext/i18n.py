@@ -17,8 +17,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         EN: "🕒 Waiting in line — position {position}…",
         ZH: "🕒 排队中，第 {position} 位…",
     },
-    "status_queued": {EN: "🕒 Queued at the image service… ({elapsed} s)", ZH: "🕒 已提交，等待处理…（{elapsed} 秒）"},
-    "status_editing": {EN: "🎨 Editing {progress} % ({elapsed} s)", ZH: "🎨 正在编辑 {progress}%（{elapsed} 秒）"},
+    "status_queued": {
+        EN: "🕒 Queued at the image service… ({elapsed} s)",
+        ZH: "🕒 已提交，等待处理…（{elapsed} 秒）",
+    },
+    "status_editing": {
+        EN: "🎨 Editing {progress} % ({elapsed} s)",
+        ZH: "🎨 正在编辑 {progress}%（{elapsed} 秒）",
+    },
     "status_editing_noprogress": {EN: "🎨 Editing… ({elapsed} s)", ZH: "🎨 正在编辑…（{elapsed} 秒）"},
     "status_downloading": {EN: "⬇️ Fetching the result… ({elapsed} s)", ZH: "⬇️ 正在获取结果…（{elapsed} 秒）"},
     "status_done": {EN: "✅ Done ({elapsed} s)", ZH: "✅ 完成（{elapsed} 秒）"},
@@ -35,7 +41,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         EN: "{mention}, your edit is ready (it took longer than Discord lets us update the original reply).",
         ZH: "{mention}，你的图片已完成（耗时超过了 Discord 允许更新原回复的时间）。",
     },
-    "late_failure": {EN: "{mention}, your edit could not be finished: {reason}", ZH: "{mention}，你的编辑未能完成：{reason}"},
+    "late_failure": {
+        EN: "{mention}, your edit could not be finished: {reason}",
+        ZH: "{mention}，你的编辑未能完成：{reason}",
+    },
     "reencoded_note": {
         EN: "The result was re-encoded to fit this channel's upload limit.",
         ZH: "结果已重新压缩以符合本频道的上传大小限制。",
@@ -45,7 +54,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         ZH: "你的图片已补边至模型支持的宽高比。",
     },
     # --- input validation ---
-    "prompt_empty": {EN: "Please describe what to change in the prompt.", ZH: "请在提示词中描述要修改的内容。"},
+    "prompt_empty": {
+        EN: "Please describe what to change in the prompt.",
+        ZH: "请在提示词中描述要修改的内容。",
+    },
     "prompt_too_long": {
         EN: "The prompt is too long ({length} characters; the limit is {limit}).",
         ZH: "提示词过长（{length} 个字符，上限 {limit}）。",
@@ -67,7 +79,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "button_edit_again": {EN: "Edit again", ZH: "继续编辑"},
     "button_delete": {EN: "Delete", ZH: "删除"},
     # --- errors (codes from kontext.errors) ---
-    "internal": {EN: "Something went wrong on my side. The operator has been told.", ZH: "我这边出了点问题，已通知管理员。"},
+    "internal": {
+        EN: "Something went wrong on my side. The operator has been told.",
+        ZH: "我这边出了点问题，已通知管理员。",
+    },
     "image_error": {EN: "I couldn't use that image.", ZH: "无法使用该图片。"},
     "image_too_large": {
         EN: "That file is too large ({size_mb} MB). Please attach an image under {limit_mb} MB.",
@@ -94,13 +109,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         EN: "I couldn't download your attachment from Discord. Please try again.",
         ZH: "无法从 Discord 下载你的附件，请重试。",
     },
-    "api_error": {EN: "The image service returned an error. Please try again later.", ZH: "图像服务返回错误，请稍后重试。"},
+    "api_error": {
+        EN: "The image service returned an error. Please try again later.",
+        ZH: "图像服务返回错误，请稍后重试。",
+    },
     "api_auth": {
         EN: "The image service rejected this bot's API key. The bot operator needs to fix it.",
         ZH: "图像服务拒绝了本机器人的 API 密钥，需要机器人管理员处理。",
     },
     "api_balance": {
-        EN: "The image service refused the job: the bot's account is out of credit or lacks access to this model.",
+        EN: "The image service refused the job: the bot's account is out of credit "
+        "or lacks access to this model.",
         ZH: "图像服务拒绝了任务：机器人账户余额不足或无权使用该模型。",
     },
     "api_rate_limited": {
@@ -128,7 +147,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "so I won't send it again (that could charge twice). Please try again.",
         ZH: "提交任务时连接中断，无法确认是否已开始，为避免重复扣费不会自动重试。请重新提交。",
     },
-    "task_failed": {EN: "The image service could not make this edit: {reason}", ZH: "图像服务无法完成此编辑：{reason}"},
+    "task_failed": {
+        EN: "The image service could not make this edit: {reason}",
+        ZH: "图像服务无法完成此编辑：{reason}",
+    },
     "task_unknown_status": {
         EN: "The image service reported a state I don't know ({status}).",
         ZH: "图像服务返回了未知状态（{status}）。",
@@ -154,8 +176,14 @@ MESSAGES: dict[str, dict[str, str]] = {
         EN: "The bot restarted while sending your job. It was not sent twice; please try again.",
         ZH: "提交任务时机器人重启了。任务不会被重复提交，请重试。",
     },
-    "shutting_down": {EN: "The bot is restarting. Please try again in a moment.", ZH: "机器人正在重启，请稍后再试。"},
-    "busy": {EN: "Too many edits are waiting right now. Please try again later.", ZH: "当前排队任务过多，请稍后再试。"},
+    "shutting_down": {
+        EN: "The bot is restarting. Please try again in a moment.",
+        ZH: "机器人正在重启，请稍后再试。",
+    },
+    "busy": {
+        EN: "Too many edits are waiting right now. Please try again later.",
+        ZH: "当前排队任务过多，请稍后再试。",
+    },
     "user_busy": {
         EN: "You already have {count} edits running. Please wait for one to finish.",
         ZH: "你已有 {count} 个编辑正在进行，请等待完成后再试。",

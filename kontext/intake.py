@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+import aiohttp
 import discord
 
 from kontext import models as m
@@ -141,8 +142,13 @@ class Intake:
                 await self.refuse(interaction, refusal.text)
                 return None
 
-            await interaction.response.defer(thinking=True)
-            status = await interaction.original_response()
+            try:
+                await interaction.response.defer(thinking=True)
+                status = await interaction.original_response()
+            except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
+                # Nothing was accepted: the user sees Discord's own "did not respond" notice.
+                log.warning("could not acknowledge /%s from user %s: %r", kind, interaction.user.id, exc)
+                return None
             default_size = "match_input_image" if input_url else "16:9"
             job = m.JobRecord(
                 id=job_id,

@@ -37,6 +37,7 @@ class FairScheduler:
         self._running: dict[int, int] = {}
         self.running_total = 0
         self.peak_running = 0
+        self.peak_per_user = 0
 
     @property
     def waiting_count(self) -> int:
@@ -59,6 +60,7 @@ class FairScheduler:
         self.running_total += 1
         self.peak_running = max(self.peak_running, self.running_total)
         self._running[user_id] = self._running.get(user_id, 0) + 1
+        self.peak_per_user = max(self.peak_per_user, self._running[user_id])
 
     def _release(self, user_id: int) -> None:
         self.running_total -= 1

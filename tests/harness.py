@@ -19,6 +19,7 @@ from kontext.polling import PollSchedule
 from tests.fakes.apimart_fake import FakeApimart
 from tests.fakes.discord_fake import FakeDiscord, FakeInteraction, FakeMessage
 
+ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "MTA1NjY3ODkwMTIzNDU2Nzg5.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
 API_KEY = FakeApimart.DEFAULT_KEY
 FAST_POLLS = PollSchedule().scaled(0.02)

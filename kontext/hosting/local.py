@@ -81,7 +81,7 @@ class LocalHost:
         name, _, ext = filename.partition(".")
         if ext not in CONTENT_TYPES or not _NAME_RE.match(name) or not _SIG_RE.match(signature):
             return None
-        if not expiry.isdigit() or len(expiry) > 12:
+        if not (expiry.isascii() and expiry.isdigit()) or len(expiry) > 12:
             return None
         if not hmac.compare_digest(self._sign(name, ext, int(expiry)), signature):
             return None

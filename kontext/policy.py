@@ -1,0 +1,200 @@
+"""The moderation decision for one request (pure: no Discord types, no I/O, no clock).
+
+:func:`decide` returns :class:`Allowed` (the effective model and safety tolerance) or :class:`Denied`
+(an i18n message key, its parameters and an operator detail). The cog only gathers the facts and shows
+the outcome.
+
+Rules, checked in this order (the first failing one is reported):
+
+1. DMs (``guild_id`` None): denied (``policy_dm_disabled``) unless the operator allows DMs; then the
+   bot-wide default model and safety apply and no server rule is checked.
+2. Channel allow-list (``policy_channel``) — a thread is allowed if its parent channel is.
+3. Role allow-list (``policy_role``).
+4. Requested model allowed on this server (``policy_model``).
+5. Block-list on the prompt (``policy_blocked``; the matching entry is only in ``detail``).
+6. Per-user cooldown (``policy_cooldown``).
+7. Per-user daily quota (``policy_user_quota``).
+8. Per-server daily quota (``policy_guild_quota``).
+
+Admins (Manage Server / Administrator) bypass the *personal* limits — channel and role allow-lists,
+cooldown and the per-user quota — but NOT the server-wide rules: the allowed models, the block-list
+and the per-server quota (the budget) apply to them too; they can change those settings instead.
+
+Effective safety = the server's value for this kind of channel (``nsfw_safety`` only where the channel is
+age-restricted), or the user's requested value if that is stricter (lower): a user can ask for stricter,
+never looser. Model = the requested one (if allowed), else the server's default, else the bot-wide
+default if allowed, else the first allowed model.
+
+Quotas count jobs per UTC day: ``user_jobs_today`` / ``guild_jobs_today`` must be the counts for
+``utc_day(now)``. A quota of N allows exactly N jobs; the request after that is denied until
+``next_reset(now)`` (the next UTC midnight).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kontext.config import MODELS
+from kontext.guild_settings import SAFETY_MAX, SAFETY_MIN, GuildSettings
+from kontext.textnorm import find_blocked
+
+DAY_S = 86_400
+#: At most this many channel / role mentions are listed in a denial.
+MAX_MENTIONS = 10
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """Everything :func:`decide` needs to know about one request."""
+
+    guild_id: int | None
+    channel_id: int
+    channel_is_nsfw: bool
+    user_id: int
+    role_ids: frozenset[int]
+    #: Manage Server or Administrator (see the module docstring for what this bypasses).
+    is_admin: bool
+    prompt: str
+    requested_model: str | None
+    requested_safety: int | None
+    #: Unix time of the request.
+    now: float
+    user_jobs_today: int
+    guild_jobs_today: int
+    user_last_job_at: float | None
+    #: For a thread: its parent channel (a thread in an allowed channel is allowed).
+    parent_channel_id: int | None = None
+
+
+@dataclass(frozen=True)
+class BotDefaults:
+    default_model: str
+    default_safety: int
+    allow_dms: bool
+
+
+@dataclass(frozen=True)
+class Allowed:
+    model: str
+    safety: int
+    settings: GuildSettings
+
+
+@dataclass(frozen=True)
+class Denied:
+    #: i18n message key (``policy_*``).
+    code: str
+    params: dict[str, Any] = field(default_factory=dict)
+    #: English operator / moderation-log detail (may name the matching block-list entry).
+    detail: str = ""
+
+
+def utc_day(ts: float) -> str:
+    """The UTC calendar day of a unix time, ``'YYYY-MM-DD'``."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def next_reset(ts: float) -> float:
+    """The next UTC midnight strictly after ``ts`` (unix time has no leap seconds)."""
+    return float((math.floor(ts / DAY_S) + 1) * DAY_S)
+
+
+def _clamp_safety(value: int) -> int:
+    return min(max(value, SAFETY_MIN), SAFETY_MAX)
+
+
+def _effective_safety(base: int, requested: int | None) -> int:
+    if requested is not None:
+        base = min(base, requested)
+    return _clamp_safety(base)
+
+
+def _mentions(ids: list[int], fmt: str) -> str:
+    shown = " ".join(fmt.format(i) for i in ids[:MAX_MENTIONS])
+    return shown + (" …" if len(ids) > MAX_MENTIONS else "")
+
+
+def _pick_model(settings: GuildSettings, requested: str | None, bot_default: str) -> str:
+    allowed = settings.allowed_models or list(MODELS)
+    if requested is not None and requested in allowed:
+        return requested
+    if settings.default_model is not None and settings.default_model in allowed:
+        return settings.default_model
+    if bot_default in allowed:
+        return bot_default
+    return allowed[0]
+
+
+def decide(settings: GuildSettings, facts: RequestFacts, defaults: BotDefaults) -> Allowed | Denied:
+    """Allow (with the effective model and safety) or deny one request; see the module docstring."""
+    if facts.guild_id is None:
+        if not defaults.allow_dms:
+            return Denied("policy_dm_disabled", {}, "DMs are disabled (ALLOW_DMS)")
+        if facts.requested_model is not None and facts.requested_model not in MODELS:
+            return Denied(
+                "policy_model",
+                {"model": facts.requested_model, "models": ", ".join(MODELS)},
+                f"unknown model {facts.requested_model!r}",
+            )
+        model = facts.requested_model or defaults.default_model
+        return Allowed(
+            model, _effective_safety(defaults.default_safety, facts.requested_safety), GuildSettings()
+        )
+
+    admin = facts.is_admin
+    if settings.channels and not admin:
+        here = {facts.channel_id} | (
+            {facts.parent_channel_id} if facts.parent_channel_id is not None else set()
+        )
+        if not here & set(settings.channels):
+            return Denied(
+                "policy_channel",
+                {"channels": _mentions(settings.channels, "<#{}>")},
+                f"channel {facts.channel_id} is not in the allow-list",
+            )
+    if settings.roles and not admin and not facts.role_ids & set(settings.roles):
+        return Denied(
+            "policy_role",
+            {"roles": _mentions(settings.roles, "<@&{}>")},
+            f"user {facts.user_id} has none of the allowed roles",
+        )
+    allowed_models = settings.allowed_models or list(MODELS)
+    if facts.requested_model is not None and facts.requested_model not in allowed_models:
+        return Denied(
+            "policy_model",
+            {"model": facts.requested_model, "models": ", ".join(allowed_models)},
+            f"model {facts.requested_model!r} is not allowed here",
+        )
+    entry = find_blocked(facts.prompt, settings.blocklist)
+    if entry is not None:
+        return Denied("policy_blocked", {}, f"prompt matches block-list entry {entry!r}")
+    if settings.cooldown_s > 0 and facts.user_last_job_at is not None and not admin:
+        ready_at = facts.user_last_job_at + settings.cooldown_s
+        remaining = ready_at - facts.now
+        if remaining > 0:
+            seconds = min(math.ceil(remaining), settings.cooldown_s)
+            return Denied(
+                "policy_cooldown",
+                {"seconds": seconds, "retry_at": math.ceil(facts.now + seconds)},
+                f"cooldown: {seconds} s left of {settings.cooldown_s} s",
+            )
+    reset_at = int(next_reset(facts.now))
+    if settings.user_daily_quota > 0 and not admin and facts.user_jobs_today >= settings.user_daily_quota:
+        return Denied(
+            "policy_user_quota",
+            {"limit": settings.user_daily_quota, "reset_at": reset_at},
+            f"user quota used: {facts.user_jobs_today}/{settings.user_daily_quota} on {utc_day(facts.now)}",
+        )
+    if settings.guild_daily_quota > 0 and facts.guild_jobs_today >= settings.guild_daily_quota:
+        return Denied(
+            "policy_guild_quota",
+            {"limit": settings.guild_daily_quota, "reset_at": reset_at},
+            f"server quota used: {facts.guild_jobs_today}/{settings.guild_daily_quota} "
+            f"on {utc_day(facts.now)}",
+        )
+    model = _pick_model(settings, facts.requested_model, defaults.default_model)
+    safety = _effective_safety(settings.safety_for(facts.channel_is_nsfw), facts.requested_safety)
+    return Allowed(model, safety, settings)
