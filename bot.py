@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -33,13 +34,16 @@ from kontext.jobs import JobRunner
 from kontext.logs import setup_logging
 from kontext.metrics import Metrics
 from kontext.models import JobRecord
+from kontext.moderation import Moderation
+from kontext.modlog import ModLog
+from kontext.policy import BotDefaults
 from kontext.polling import PollSchedule
 from kontext.store import SqliteStore
 from kontext.web import build_app, start_web
 
 log = logging.getLogger("kontext.bot")
 
-EXTENSIONS = ("cogs.edit",)
+EXTENSIONS = ("cogs.edit", "cogs.settings")
 
 
 def point_discord_at(settings: Settings) -> None:
@@ -74,6 +78,8 @@ class KontextBot(commands.Bot):
     runner: JobRunner
     intake: Intake
     images: ImageWorker
+    moderation: Moderation
+    modlog: ModLog
 
     def reporter_for(self, job: JobRecord) -> DiscordReporter:
         return DiscordReporter(self, job, self.result_view_factory)
@@ -115,7 +121,15 @@ class KontextBot(commands.Bot):
             metrics=self.metrics,
             schedule=self.poll_schedule,
         )
-        self.intake = Intake(s, self.runner)
+        self.moderation = Moderation(
+            self.store,
+            BotDefaults(
+                default_model=s.default_model, default_safety=s.default_safety, allow_dms=s.allow_dms
+            ),
+        )
+        self.modlog = ModLog(self, self.moderation, self.images)
+        self.runner.on_finished = self.modlog.finished
+        self.intake = Intake(s, self.runner, self.moderation, self.modlog)
         if s.web_enabled:
             local = host if isinstance(host, LocalHost) else None
             app = build_app(self.metrics, self.health, local)
@@ -162,6 +176,9 @@ class KontextBot(commands.Bot):
         started = time.monotonic()
         if hasattr(self, "runner"):
             await self.runner.stop()
+        if hasattr(self, "modlog"):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.modlog.drain(), 5)
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self._web_runner is not None:

@@ -70,7 +70,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         EN: "That message has no image I can edit.",
         ZH: "该消息中没有可编辑的图片。",
     },
-    "dm_disabled": {EN: "I only work in servers.", ZH: "我只能在服务器中使用。"},
     "not_yours": {EN: "Only the requester or a moderator can do that.", ZH: "只有请求者或管理员可以这样做。"},
     "job_gone": {EN: "I no longer have that image.", ZH: "该图片已不可用。"},
     "edit_again_title": {EN: "Edit again", ZH: "继续编辑"},
@@ -256,6 +255,47 @@ MESSAGES: dict[str, dict[str, str]] = {
     "settings_list_too_long": {
         EN: "That list is too long (the limit is {limit} entries).",
         ZH: "列表过长（上限 {limit} 项）。",
+    },
+    # --- /kontext settings ---
+    "settings_need_manage_server": {
+        EN: "You need the Manage Server permission to change Kontext's settings.",
+        ZH: "你需要“管理服务器”权限才能修改 Kontext 的设置。",
+    },
+    "settings_need_item": {
+        EN: "Please pick the channel or role to add or remove.",
+        ZH: "请选择要添加或移除的频道或身份组。",
+    },
+    "settings_saved": {EN: "✅ Saved", ZH: "✅ 已保存"},
+    "settings_reset": {EN: "✅ All settings are back to their defaults", ZH: "✅ 所有设置已恢复默认"},
+    "show_title": {EN: "Kontext settings", ZH: "Kontext 设置"},
+    "show_safety": {EN: "Safety (ordinary channels)", ZH: "安全等级（普通频道）"},
+    "show_nsfw_safety": {EN: "Safety (age-restricted channels)", ZH: "安全等级（年龄限制频道）"},
+    "show_models": {EN: "Models", ZH: "模型"},
+    "show_default": {EN: "default", ZH: "默认"},
+    "show_channels": {EN: "Channels", ZH: "频道"},
+    "show_everywhere": {EN: "everywhere", ZH: "所有频道"},
+    "show_roles": {EN: "Roles", ZH: "身份组"},
+    "show_everyone": {EN: "everyone", ZH: "所有人"},
+    "show_cooldown": {EN: "Cooldown per user", ZH: "用户冷却时间"},
+    "show_quota": {EN: "Daily quota", ZH: "每日配额"},
+    "show_quota_value": {EN: "{user} per user, {server} per server", ZH: "每人 {user}，全服 {server}"},
+    "show_log_channel": {EN: "Moderation log", ZH: "审核日志"},
+    "show_log_problem": {
+        EN: "I can't post there ({problem}); give me View, Send, Embed Links and Attach Files.",
+        ZH: "我无法在该频道发言（{problem}），请授予查看、发送、嵌入链接和上传文件权限。",
+    },
+    "show_blocklist": {EN: "Block-list", ZH: "屏蔽词"},
+    "show_blocklist_count": {
+        EN: "{count} entries (/kontext blocklist list)",
+        ZH: "{count} 条（/kontext blocklist list）",
+    },
+    "show_blocklist_empty": {EN: "The block-list is empty.", ZH: "屏蔽词列表为空。"},
+    "show_usage": {EN: "Usage today (UTC)", ZH: "今日用量（UTC）"},
+    "show_usage_value": {EN: "{total} jobs; resets <t:{reset}:R>", ZH: "{total} 个任务；<t:{reset}:R> 重置"},
+    "show_footer": {
+        EN: "Users may ask for a stricter safety value, never a looser one. With an input image the API "
+        "may cap safety lower than for text-to-image.",
+        ZH: "用户只能要求更严格的安全等级。对带输入图片的编辑，API 可能将安全等级限制得比文生图更低。",
     },
 }
 

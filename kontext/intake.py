@@ -20,6 +20,9 @@ from kontext.errors import BusyError, ImageTooLarge, KontextError, ShuttingDown
 from kontext.i18n import error_text, t
 from kontext.jobs import JobRunner
 from kontext.logs import job_context
+from kontext.moderation import Moderation
+from kontext.modlog import ModLog
+from kontext.policy import Denied, RequestFacts
 
 log = logging.getLogger("kontext.intake")
 
@@ -88,12 +91,39 @@ def check_attachment(attachment: discord.Attachment, settings: Settings, locale:
         raise Refusal(t("attachment_not_image", locale), f"attachment name {attachment.filename!r}")
 
 
+def facts_of(interaction: discord.Interaction, prompt: str, options: EditOptions) -> RequestFacts:
+    """What the policy needs to know about a request (usage figures are filled in by Moderation)."""
+    channel = interaction.channel
+    parent_id = getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None
+    is_nsfw = bool(channel.is_nsfw()) if channel is not None and hasattr(channel, "is_nsfw") else False
+    roles = getattr(interaction.user, "roles", [])
+    permissions = interaction.permissions
+    return RequestFacts(
+        guild_id=interaction.guild_id,
+        channel_id=interaction.channel_id or 0,
+        channel_is_nsfw=is_nsfw,
+        user_id=interaction.user.id,
+        role_ids=frozenset(role.id for role in roles),
+        is_admin=bool(permissions.manage_guild or permissions.administrator),
+        prompt=prompt,
+        requested_model=options.model,
+        requested_safety=options.safety,
+        now=time.time(),
+        user_jobs_today=0,
+        guild_jobs_today=0,
+        user_last_job_at=None,
+        parent_channel_id=parent_id,
+    )
+
+
 class Intake:
     """Accepts `/edit` and `/imagine` requests for the job runner."""
 
-    def __init__(self, settings: Settings, runner: JobRunner) -> None:
+    def __init__(self, settings: Settings, runner: JobRunner, moderation: Moderation, modlog: ModLog) -> None:
         self.settings = settings
         self.runner = runner
+        self.moderation = moderation
+        self.modlog = modlog
 
     async def refuse(self, interaction: discord.Interaction, text: str) -> None:
         """Tell only the requester, whether or not the interaction was already acknowledged."""
@@ -125,8 +155,6 @@ class Intake:
         job_id = m.new_job_id()
         with job_context(job_id):
             try:
-                if interaction.guild_id is None and not self.settings.allow_dms:
-                    raise Refusal(t("dm_disabled", locale), "direct messages are disabled")
                 prompt = clean_prompt(options.prompt, locale)
                 if attachment is not None:
                     check_attachment(attachment, self.settings, locale)
@@ -137,6 +165,17 @@ class Intake:
                     raise Refusal(
                         error_text(BusyError(limit=self.settings.max_queued_jobs), locale), "queue full"
                     )
+                decision = await self.moderation.admit(facts_of(interaction, prompt, options))
+                if isinstance(decision, Denied):
+                    self.modlog.denied(
+                        guild_id=interaction.guild_id,
+                        channel_id=interaction.channel_id or 0,
+                        user_id=interaction.user.id,
+                        prompt=prompt,
+                        model=options.model,
+                        denial=decision,
+                    )
+                    raise Refusal(t(decision.code, locale, **decision.params), decision.detail)
             except Refusal as refusal:
                 log.info("refused /%s from user %s: %s", kind, interaction.user.id, refusal.reason)
                 await self.refuse(interaction, refusal.text)
@@ -154,13 +193,10 @@ class Intake:
                 id=job_id,
                 kind=kind,
                 prompt=prompt,
-                model=options.model or self.settings.default_model,
+                model=decision.model,
                 size=options.size or default_size,
                 response_format=options.response_format,
-                safety_tolerance=min(
-                    self.settings.default_safety,
-                    options.safety if options.safety is not None else self.settings.default_safety,
-                ),
+                safety_tolerance=decision.safety,
                 prompt_upsampling=options.enhance,
                 user_id=interaction.user.id,
                 user_name=str(interaction.user),

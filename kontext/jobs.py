@@ -64,6 +64,8 @@ class Reporter(Protocol):
 
 
 ReporterFactory = Callable[[m.JobRecord], Reporter]
+#: Called once when a job ends (done or failed) with its normalised input and result, if known.
+FinishedHook = Callable[[m.JobRecord, bytes | None, bytes | None], None]
 
 
 class StatusLine:
@@ -101,6 +103,7 @@ class JobRunner:
         reporters: ReporterFactory,
         metrics: Metrics,
         schedule: PollSchedule | None = None,
+        on_finished: FinishedHook | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -111,6 +114,8 @@ class JobRunner:
         self.reporters = reporters
         self.metrics = metrics
         self.schedule = schedule
+        self.on_finished = on_finished
+        self._inputs: dict[str, bytes] = {}
         self.scheduler = FairScheduler(
             settings.max_concurrent_jobs, settings.max_jobs_per_user, settings.max_queued_jobs
         )
@@ -289,6 +294,7 @@ class JobRunner:
             image.content_type,
             len(image.data),
         )
+        self._inputs[job.id] = image.data
         hosted = await self.host.put(
             job.id, image.data, image.content_type, image.extension, reporter.attach_input
         )
@@ -384,11 +390,13 @@ class JobRunner:
             result_message_id=delivered.message_id,
             result_attachment_url=delivered.attachment_url,
             finished_at=time.time(),
-            interaction_token=None if delivered.kind == "channel" else job.interaction_token,
+            # a final job never needs its interaction token again (the result buttons arrive as new
+            # interactions with their own tokens): do not keep a credential we no longer need
+            interaction_token=None,
         )
         self.metrics.inc("jobs_done_total")
         log.info("delivered via %s after %.1f s", delivered.kind, job.elapsed())
-        await self._cleanup(job)
+        await self._cleanup(job, fitted.data)
 
     async def _fail(self, job: m.JobRecord, error: KontextError, reporter: Reporter) -> None:
         log.warning("job failed (%s): %s", error.code, error.detail)
@@ -408,8 +416,19 @@ class JobRunner:
             await reporter.fail(error)
         except Exception as exc:
             log.warning("could not tell the requester about the failure: %r", exc)
-        await self._cleanup(job)
+        try:  # the requester has been told (or cannot be): the token is no longer needed
+            await self.store.update_job(job, interaction_token=None)
+        except Exception as exc:
+            log.warning("could not clear the interaction token: %r", exc)
+        await self._cleanup(job, None)
 
-    async def _cleanup(self, job: m.JobRecord) -> None:
+    async def _cleanup(self, job: m.JobRecord, result: bytes | None) -> None:
+        """After a final state: remove the hosted copy and report the job to the hook."""
         if job.host_handle:
             await self.host.delete(job.host_handle)
+        input_image = self._inputs.pop(job.id, None)
+        if self.on_finished is not None:
+            try:
+                self.on_finished(job, input_image, result)
+            except Exception:
+                log.exception("finished-hook failed")

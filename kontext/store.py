@@ -106,6 +106,7 @@ class Store(Protocol):
     async def delete_guild_settings(self, guild_id: int) -> None: ...
     async def add_usage(self, day: str, guild_id: int, user_id: int, at: float) -> None: ...
     async def usage(self, day: str, guild_id: int, user_id: int | None = None) -> int: ...
+    async def top_users(self, day: str, guild_id: int, limit: int = 5) -> list[tuple[int, int]]: ...
     async def last_use(self, guild_id: int, user_id: int) -> float | None: ...
 
 
@@ -277,6 +278,17 @@ class SqliteStore:
             params = (day, guild_id, user_id)  # type: ignore[assignment]
         row = await self._call(lambda c: c.execute(sql, params).fetchone())
         return int(row[0])
+
+    async def top_users(self, day: str, guild_id: int, limit: int = 5) -> list[tuple[int, int]]:
+        """The day's heaviest users of a guild as (user_id, count), most first."""
+        rows = await self._call(
+            lambda c: c.execute(
+                "SELECT user_id, count FROM usage WHERE day = ? AND guild_id = ? "
+                "ORDER BY count DESC, user_id LIMIT ?",
+                (day, guild_id, limit),
+            ).fetchall()
+        )
+        return [(int(r[0]), int(r[1])) for r in rows]
 
     async def last_use(self, guild_id: int, user_id: int) -> float | None:
         row = await self._call(

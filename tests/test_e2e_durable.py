@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.harness import ROOT, World, decode, inverted, make_image, mean_abs_diff
 from tests.fakes.discord_fake import FakeInteraction
+from tests.harness import ROOT, World, decode, inverted, make_image, mean_abs_diff
 
 
 def job_states(data_dir: Path) -> dict[str, str]:
@@ -29,12 +29,13 @@ def job_states(data_dir: Path) -> dict[str, str]:
         conn.close()
 
 
-async def wait_for_state(data_dir: Path, state: str, timeout: float = 20.0) -> str:
+async def wait_for_state(data_dir: Path, state: str, timeout: float = 20.0, job_id: str | None = None) -> str:
+    """Wait until a job (any, or ``job_id``) is in ``state``; returns its id."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for job_id, current in job_states(data_dir).items():
-            if current == state:
-                return job_id
+        for found, current in job_states(data_dir).items():
+            if current == state and job_id in (None, found):
+                return found
         await asyncio.sleep(0.05)
     raise TimeoutError(f"no job reached {state}: {job_states(data_dir)}")
 
@@ -66,10 +67,9 @@ async def test_clean_restart_mid_poll_delivers_once(world: World) -> None:
     await world.start_bot()
     result = await world.result_of(inter)
     assert mean_abs_diff(decode(result.attachments[0].data), inverted(decode(source))) < 6
-    await asyncio.sleep(0.3)
+    await wait_for_state(world.data_dir, "done", job_id=job_id)
     assert result_posts(inter, world) == 1
     assert len(world.apimart.submissions) == 1
-    assert job_states(world.data_dir)[job_id] == "done"
 
 
 async def test_job_completed_while_down_is_delivered_on_start(world: World) -> None:
@@ -83,7 +83,7 @@ async def test_job_completed_while_down_is_delivered_on_start(world: World) -> N
     await world.start_bot()
     await world.result_of(inter)
     assert len(world.apimart.submissions) == 1
-    assert job_states(world.data_dir)[job_id] == "done"
+    await wait_for_state(world.data_dir, "done", job_id=job_id)
 
 
 async def test_job_caught_mid_submit_is_failed_never_resubmitted(world: World) -> None:
@@ -98,7 +98,7 @@ async def test_job_caught_mid_submit_is_failed_never_resubmitted(world: World) -
     text = await world.failure_of(inter)
     assert "not sent twice" in text
     assert len(world.apimart.submissions) == 1
-    assert job_states(world.data_dir)[job_id] == "failed"
+    await wait_for_state(world.data_dir, "failed", job_id=job_id)
 
 
 async def test_expired_token_delivers_to_the_channel_with_a_mention(world: World) -> None:
@@ -123,7 +123,7 @@ async def test_expired_token_delivers_to_the_channel_with_a_mention(world: World
     assert msg.message_reference and int(msg.message_reference["message_id"]) == inter.original.id
     assert msg.nonce == job_id
     assert len(world.apimart.submissions) == 1
-    assert job_states(world.data_dir)[job_id] == "done"
+    await wait_for_state(world.data_dir, "done", job_id=job_id)
 
 
 async def test_late_delivery_into_a_deleted_channel_is_a_recorded_failure(world: World) -> None:
@@ -136,9 +136,7 @@ async def test_late_delivery_into_a_deleted_channel_is_a_recorded_failure(world:
     world.discord.delete_channel(world.channel.id)
 
     bot = await world.start_bot()
-    deadline = time.monotonic() + 15
-    while job_states(world.data_dir)[job_id] != "failed" and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    await wait_for_state(world.data_dir, "failed", job_id=job_id)
     job = await bot.store.get_job(job_id)
     assert job.state == "failed" and job.error_code == "delivery_failed"
     assert not bot.is_closed()
@@ -169,7 +167,7 @@ async def test_hard_kill_then_restart_delivers_once(world: World, tmp_path: Path
 
     await world.start_bot()
     await world.result_of(inter)
-    await asyncio.sleep(0.3)
+    await wait_for_state(world.data_dir, "done", job_id=job_id)
     assert result_posts(inter, world) == 1
     assert len(world.apimart.submissions) == 1
     log_text = log_path.read_text(errors="replace")

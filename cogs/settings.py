@@ -1,0 +1,308 @@
+"""`/kontext …`: per-server moderation settings for people with Manage Server (thin Discord glue)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.app_commands import Choice
+from discord.ext import commands
+
+from kontext.config import MODELS
+from kontext.guild_settings import GuildSettings, SettingsError
+from kontext.i18n import error_text, t
+from kontext.policy import next_reset, utc_day
+
+if TYPE_CHECKING:
+    from bot import KontextBot
+
+log = logging.getLogger("kontext.cogs.settings")
+
+ACTIONS = [
+    Choice(name="add", value="add"),
+    Choice(name="remove", value="remove"),
+    Choice(name="clear", value="clear"),
+]
+MODEL_SETS = [
+    Choice(name="both", value="both"),
+    Choice(name="flux-kontext-pro only", value="flux-kontext-pro"),
+    Choice(name="flux-kontext-max only", value="flux-kontext-max"),
+]
+MODEL_CHOICES = [Choice(name=m, value=m) for m in MODELS]
+
+
+def _is_admin(interaction: discord.Interaction) -> bool:
+    permissions = interaction.permissions
+    return bool(permissions.manage_guild or permissions.administrator)
+
+
+def _ids(values: list[int], fmt: str) -> str:
+    return ", ".join(fmt.format(v) for v in values) if values else "—"
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class SettingsCog(
+    commands.GroupCog, group_name="kontext", group_description="Kontext settings for this server"
+):
+    """Every subcommand is also checked in the bot (admins can re-grant who sees commands)."""
+
+    blocklist = app_commands.Group(name="blocklist", description="Words or patterns refused in prompts")
+
+    def __init__(self, bot: KontextBot) -> None:
+        self.bot = bot
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+        if interaction.guild_id is None or not _is_admin(interaction):
+            log.info("user %s denied /kontext (no Manage Server)", interaction.user.id)
+            await interaction.response.send_message(
+                t("settings_need_manage_server", str(interaction.locale)), ephemeral=True
+            )
+            return False
+        return True
+
+    async def cog_app_command_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError
+    ) -> None:
+        if isinstance(error, app_commands.CheckFailure):
+            return
+        original = getattr(error, "original", error)
+        log.error("/kontext failed: %r", original, exc_info=original)
+        text = t("internal", str(interaction.locale))
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+
+    async def _change(self, interaction: discord.Interaction, **changes: Any) -> None:
+        assert interaction.guild_id is not None
+        locale = str(interaction.locale)
+        try:
+            updated = await self.bot.moderation.change(interaction.guild_id, **changes)
+        except SettingsError as exc:
+            await interaction.response.send_message(error_text(exc, locale), ephemeral=True)
+            return
+        if "log_channel_id" in changes:
+            self.bot.modlog.clear_problem(interaction.guild_id)
+        log.info(
+            "user %s changed /kontext %s in guild %s",
+            interaction.user.id,
+            sorted(changes),
+            interaction.guild_id,
+        )
+        await interaction.response.send_message(
+            embed=await self._embed(interaction, updated, title=t("settings_saved", locale)), ephemeral=True
+        )
+
+    async def _embed(
+        self, interaction: discord.Interaction, s: GuildSettings, *, title: str
+    ) -> discord.Embed:
+        assert interaction.guild_id is not None
+        locale = str(interaction.locale)
+        store = self.bot.store
+        now = self.bot.moderation.clock()
+        day = utc_day(now)
+        total = await store.usage(day, interaction.guild_id)
+        top = await store.top_users(day, interaction.guild_id)
+        embed = discord.Embed(title=title, colour=discord.Colour.blurple())
+        embed.add_field(name=t("show_safety", locale), value=str(s.safety))
+        embed.add_field(name=t("show_nsfw_safety", locale), value=str(s.nsfw_safety))
+        embed.add_field(
+            name=t("show_models", locale),
+            value=f"{', '.join(s.allowed_models)}\n{t('show_default', locale)}: "
+            f"{s.default_model or self.bot.settings.default_model}",
+        )
+        embed.add_field(
+            name=t("show_channels", locale),
+            value=_ids(s.channels, "<#{}>") if s.channels else t("show_everywhere", locale),
+        )
+        embed.add_field(
+            name=t("show_roles", locale),
+            value=_ids(s.roles, "<@&{}>") if s.roles else t("show_everyone", locale),
+        )
+        embed.add_field(name=t("show_cooldown", locale), value=f"{s.cooldown_s} s" if s.cooldown_s else "—")
+        embed.add_field(
+            name=t("show_quota", locale),
+            value=t(
+                "show_quota_value",
+                locale,
+                user=s.user_daily_quota or "∞",
+                server=s.guild_daily_quota or "∞",
+            ),
+        )
+        log_value = f"<#{s.log_channel_id}>" if s.log_channel_id else "—"
+        problem = self.bot.modlog.problems.get(interaction.guild_id)
+        if s.log_channel_id and problem is None and interaction.guild is not None:
+            channel = interaction.guild.get_channel(s.log_channel_id)
+            me = interaction.guild.me
+            if channel is None:
+                problem = "channel not found"
+            elif me is not None:
+                perms = channel.permissions_for(me)
+                if not (
+                    perms.view_channel and perms.send_messages and perms.embed_links and perms.attach_files
+                ):
+                    problem = "missing permission"
+        if problem:
+            log_value += "\n⚠️ " + t("show_log_problem", locale, problem=problem)
+        embed.add_field(name=t("show_log_channel", locale), value=log_value)
+        embed.add_field(
+            name=t("show_blocklist", locale), value=t("show_blocklist_count", locale, count=len(s.blocklist))
+        )
+        usage = t("show_usage_value", locale, total=total, reset=int(next_reset(now)))
+        if top:
+            usage += "\n" + "\n".join(f"<@{user}>: {count}" for user, count in top)
+        embed.add_field(name=t("show_usage", locale), value=usage, inline=False)
+        embed.set_footer(text=t("show_footer", locale))
+        return embed
+
+    @app_commands.command(name="show", description="Show every setting and today's usage")
+    async def show(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        s = await self.bot.moderation.settings(interaction.guild_id)
+        embed = await self._embed(interaction, s, title=t("show_title", str(interaction.locale)))
+        await interaction.response.send_message(
+            embed=embed, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        )
+
+    @app_commands.command(
+        name="safety", description="Safety tolerance in ordinary channels (0 strictest … 6)"
+    )
+    async def safety(self, interaction: discord.Interaction, value: app_commands.Range[int, 0, 6]) -> None:
+        await self._change(interaction, safety=value)
+
+    @app_commands.command(
+        name="nsfw-safety", description="Safety tolerance in age-restricted channels only (0 … 6)"
+    )
+    async def nsfw_safety(
+        self, interaction: discord.Interaction, value: app_commands.Range[int, 0, 6]
+    ) -> None:
+        await self._change(interaction, nsfw_safety=value)
+
+    @app_commands.command(name="models", description="Which models may be used, and the default")
+    @app_commands.choices(allowed=MODEL_SETS, default=MODEL_CHOICES)
+    async def models(
+        self, interaction: discord.Interaction, allowed: Choice[str], default: Choice[str] | None = None
+    ) -> None:
+        models = list(MODELS) if allowed.value == "both" else [allowed.value]
+        changes: dict[str, Any] = {"allowed_models": models}
+        if default is not None:
+            changes["default_model"] = default.value
+        await self._change(interaction, **changes)
+
+    @app_commands.command(
+        name="channels", description="Channels where the bot may be used (empty = everywhere)"
+    )
+    @app_commands.choices(action=ACTIONS)
+    async def channels(
+        self,
+        interaction: discord.Interaction,
+        action: Choice[str],
+        channel: discord.TextChannel | None = None,
+    ) -> None:
+        current = (await self.bot.moderation.settings(interaction.guild_id or 0)).channels
+        updated = self._edit_list(current, action.value, channel)
+        if updated is None:
+            await interaction.response.send_message(
+                t("settings_need_item", str(interaction.locale)), ephemeral=True
+            )
+            return
+        await self._change(interaction, channels=updated)
+
+    @app_commands.command(name="roles", description="Roles that may use the bot (empty = everyone)")
+    @app_commands.choices(action=ACTIONS)
+    async def roles(
+        self, interaction: discord.Interaction, action: Choice[str], role: discord.Role | None = None
+    ) -> None:
+        current = (await self.bot.moderation.settings(interaction.guild_id or 0)).roles
+        updated = self._edit_list(current, action.value, role)
+        if updated is None:
+            await interaction.response.send_message(
+                t("settings_need_item", str(interaction.locale)), ephemeral=True
+            )
+            return
+        await self._change(interaction, roles=updated)
+
+    @staticmethod
+    def _edit_list(current: list[int], action: str, item: discord.abc.Snowflake | None) -> list[int] | None:
+        """The list after the action, or None when add/remove was given nothing to add or remove."""
+        if action == "clear":
+            return []
+        if item is None:
+            return None
+        if action == "add":
+            return [*current, item.id] if item.id not in current else list(current)
+        return [x for x in current if x != item.id]
+
+    @app_commands.command(name="cooldown", description="Seconds a user must wait between requests (0 = off)")
+    async def cooldown(
+        self, interaction: discord.Interaction, seconds: app_commands.Range[int, 0, 86400]
+    ) -> None:
+        await self._change(interaction, cooldown_s=seconds)
+
+    @app_commands.command(
+        name="quota", description="Jobs per day (UTC) per user and per server (0 = unlimited)"
+    )
+    async def quota(
+        self,
+        interaction: discord.Interaction,
+        user: app_commands.Range[int, 0, 100000] | None = None,
+        server: app_commands.Range[int, 0, 100000] | None = None,
+    ) -> None:
+        changes = {
+            k: v for k, v in (("user_daily_quota", user), ("guild_daily_quota", server)) if v is not None
+        }
+        await self._change(interaction, **changes)
+
+    @app_commands.command(
+        name="log-channel", description="Channel for the moderation log (omit to turn it off)"
+    )
+    async def log_channel(
+        self, interaction: discord.Interaction, channel: discord.TextChannel | None = None
+    ) -> None:
+        await self._change(interaction, log_channel_id=channel.id if channel else None)
+
+    @app_commands.command(name="reset", description="Reset every setting of this server to the defaults")
+    async def reset(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        updated = await self.bot.moderation.reset(interaction.guild_id)
+        self.bot.modlog.clear_problem(interaction.guild_id)
+        log.info("user %s reset /kontext settings in guild %s", interaction.user.id, interaction.guild_id)
+        await interaction.response.send_message(
+            embed=await self._embed(interaction, updated, title=t("settings_reset", str(interaction.locale))),
+            ephemeral=True,
+        )
+
+    @blocklist.command(
+        name="add", description="Refuse prompts containing this word or pattern (* = anything)"
+    )
+    async def blocklist_add(
+        self, interaction: discord.Interaction, entry: app_commands.Range[str, 1, 100]
+    ) -> None:
+        current = (await self.bot.moderation.settings(interaction.guild_id or 0)).blocklist
+        await self._change(interaction, blocklist=[*current, entry])
+
+    @blocklist.command(name="remove", description="Remove a block-list entry")
+    async def blocklist_remove(self, interaction: discord.Interaction, entry: str) -> None:
+        current = (await self.bot.moderation.settings(interaction.guild_id or 0)).blocklist
+        wanted = entry.strip().casefold()
+        await self._change(interaction, blocklist=[e for e in current if e.casefold() != wanted])
+
+    @blocklist.command(name="list", description="Show the block-list")
+    async def blocklist_list(self, interaction: discord.Interaction) -> None:
+        entries = (await self.bot.moderation.settings(interaction.guild_id or 0)).blocklist
+        text = "\n".join(f"• {discord.utils.escape_markdown(e)}" for e in entries) or t(
+            "show_blocklist_empty", str(interaction.locale)
+        )
+        if len(text) > 1900:
+            text = text[:1900] + "\n…"
+        await interaction.response.send_message(
+            text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        )
+
+
+async def setup(bot: KontextBot) -> None:
+    await bot.add_cog(SettingsCog(bot))

@@ -1,0 +1,137 @@
+"""The moderation log: one entry per request in the server's log channel (when one is set).
+
+Entries show who asked, where, the prompt, model and safety value used, input and output
+thumbnails, the outcome, and denial reasons. Posting never blocks or breaks a job. When the bot
+cannot post there (missing permission, channel gone), it logs that once and remembers it for
+``/kontext show`` instead of failing on every job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from typing import Any
+
+import discord
+
+from kontext.image_worker import ImageWorker
+from kontext.models import DONE, JobRecord
+from kontext.moderation import Moderation
+from kontext.policy import Denied
+
+log = logging.getLogger("kontext.modlog")
+
+COLOURS = {"done": discord.Colour.green(), "failed": discord.Colour.red(), "denied": discord.Colour.orange()}
+
+
+def _clip(text: str, limit: int = 1000) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ModLog:
+    """Posts entries; remembers per guild why it could not (shown by ``/kontext show``)."""
+
+    def __init__(self, client: discord.Client, moderation: Moderation, images: ImageWorker) -> None:
+        self.client = client
+        self.moderation = moderation
+        self.images = images
+        self.problems: dict[int, str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def clear_problem(self, guild_id: int) -> None:
+        self.problems.pop(guild_id, None)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for entries being posted (shutdown and tests)."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
+    # --- entry points (never raise) -------------------------------------------------------------
+
+    def denied(
+        self,
+        *,
+        guild_id: int | None,
+        channel_id: int,
+        user_id: int,
+        prompt: str,
+        model: str | None,
+        denial: Denied,
+    ) -> None:
+        if guild_id is None:
+            return
+        fields = {
+            "Requester": f"<@{user_id}> ({user_id})",
+            "Channel": f"<#{channel_id}>",
+            "Prompt": _clip(prompt),
+            "Model": model or "default",
+            "Outcome": f"denied: {denial.code.removeprefix('policy_')} — {_clip(denial.detail, 300)}",
+        }
+        self._spawn(self._post(guild_id, "denied", "Request denied", fields, None, None))
+
+    def finished(self, job: JobRecord, input_image: bytes | None, output_image: bytes | None) -> None:
+        if job.guild_id is None:
+            return
+        outcome = "done" if job.state == DONE else "failed"
+        fields = {
+            "Requester": f"<@{job.user_id}> ({job.user_id})",
+            "Channel": f"<#{job.channel_id}>",
+            "Prompt": _clip(job.prompt),
+            "Model": job.model,
+            "Safety": str(job.safety_tolerance),
+            "Outcome": "done" if outcome == "done" else f"failed: {job.error_code}",
+            "Job": job.id,
+        }
+        if job.result_message_id:
+            fields["Result"] = (
+                f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/{job.result_message_id}"
+            )
+        if outcome == "failed" and job.error_detail:
+            fields["Reason"] = _clip(job.error_detail, 300)
+        title = "Edit done" if outcome == "done" else "Edit failed"
+        self._spawn(self._post(job.guild_id, outcome, title, fields, input_image, output_image))
+
+    # --- posting --------------------------------------------------------------------------------
+
+    async def _post(
+        self,
+        guild_id: int,
+        outcome: str,
+        title: str,
+        fields: dict[str, str],
+        input_image: bytes | None,
+        output_image: bytes | None,
+    ) -> None:
+        try:
+            settings = await self.moderation.settings(guild_id)
+            channel_id = settings.log_channel_id
+            if channel_id is None or guild_id in self.problems:
+                return
+            embed = discord.Embed(title=title, colour=COLOURS[outcome])
+            for name, value in fields.items():
+                embed.add_field(name=name, value=value, inline=name not in ("Prompt", "Reason", "Outcome"))
+            files: list[discord.File] = []
+            if input_image:
+                files.append(discord.File(io.BytesIO(await self.images.thumbnail(input_image)), "input.jpg"))
+                embed.set_thumbnail(url="attachment://input.jpg")
+            if output_image:
+                files.append(
+                    discord.File(io.BytesIO(await self.images.thumbnail(output_image)), "output.jpg")
+                )
+                embed.set_image(url="attachment://output.jpg")
+            channel = self.client.get_channel(channel_id) or await self.client.fetch_channel(channel_id)
+            if not isinstance(channel, discord.abc.Messageable):
+                raise TypeError("not a text channel")
+            await channel.send(embed=embed, files=files, allowed_mentions=discord.AllowedMentions.none())
+        except (discord.Forbidden, discord.NotFound, TypeError) as exc:
+            reason = "missing permission" if isinstance(exc, discord.Forbidden) else "channel not found"
+            self.problems[guild_id] = reason
+            log.warning("moderation log of guild %s disabled until settings change: %s", guild_id, reason)
+        except Exception as exc:
+            log.warning("could not post a moderation log entry for guild %s: %r", guild_id, exc)

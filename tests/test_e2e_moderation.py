@@ -1,0 +1,212 @@
+"""End to end: /kontext settings change what the next /edit does, refusals submit nothing, the log works."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from tests.fakes.discord_fake import FakeInteraction, Perm
+from tests.harness import World
+
+
+async def admin(world: World) -> int:
+    user = world.discord.add_user("mod")
+    world.discord.add_member(world.guild.id, user.id, permissions=Perm.DEFAULT_EVERYONE | Perm.MANAGE_GUILD)
+    return user.id
+
+
+async def kontext(
+    world: World, path: str, options: dict[str, Any] | None = None, *, user_id: int
+) -> FakeInteraction:
+    inter = await world.discord.slash(
+        "kontext " + path,
+        options or {},
+        user_id=user_id,
+        guild_id=world.guild.id,
+        channel_id=world.channel.id,
+    )
+    await inter.wait_for_callback()
+    return inter
+
+
+def reply_text(inter: FakeInteraction) -> str:
+    data = inter.callbacks[0].data or {}
+    texts = [data.get("content") or ""]
+    for embed in data.get("embeds") or []:
+        texts.append(embed.get("title", ""))
+        texts += [f"{f['name']}: {f['value']}" for f in embed.get("fields", [])]
+    return "\n".join(texts)
+
+
+async def refused(world: World, inter: FakeInteraction) -> str:
+    callback = await inter.wait_for_callback()
+    assert callback.type == 4 and callback.data["flags"] & 64, "refusals are ephemeral replies"
+    return callback.data["content"]
+
+
+async def test_commands_are_declared_for_manage_server_only(world: World) -> None:
+    await world.start_bot()
+    [command] = [c for c in world.discord.commands if c["name"] == "kontext"]
+    assert int(command["default_member_permissions"]) == Perm.MANAGE_GUILD
+    assert command.get("contexts") in (None, [0]) or command.get("dm_permission") is False
+    names = {o["name"] for o in command["options"]}
+    assert {
+        "show",
+        "safety",
+        "nsfw-safety",
+        "models",
+        "channels",
+        "roles",
+        "blocklist",
+        "cooldown",
+        "quota",
+        "log-channel",
+        "reset",
+    } <= names
+
+
+async def test_non_admin_cannot_change_settings(world: World) -> None:
+    bot = await world.start_bot()
+    inter = await kontext(world, "safety", {"value": 6}, user_id=world.user.id)
+    assert inter.callbacks[0].data["flags"] & 64
+    assert "Manage Server" in reply_text(inter)
+    assert (await bot.moderation.settings(world.guild.id)).safety == 2
+
+
+async def test_safety_settings_reach_the_api_and_users_can_only_go_stricter(world: World) -> None:
+    bot = await world.start_bot()
+    mod = await admin(world)
+    nsfw = world.discord.add_channel(world.guild.id, "after-dark", nsfw=True)
+    await kontext(world, "safety", {"value": 1}, user_id=mod)
+    await kontext(world, "nsfw-safety", {"value": 5}, user_id=mod)
+
+    async def safety_used(**kwargs: Any) -> int:
+        before = len(world.apimart.submissions)
+        inter = await world.edit(**kwargs)
+        await world.result_of(inter)
+        assert len(world.apimart.submissions) == before + 1
+        return int(world.apimart.submissions[-1].json["safety_tolerance"])
+
+    assert await safety_used() == 1
+    assert await safety_used(channel_id=nsfw.id) == 5
+    assert await safety_used(channel_id=nsfw.id, safety=3) == 3, "a stricter request is honoured"
+    assert await safety_used(safety=6) == 1, "a looser request is clamped to the server's value"
+    assert bot.moderation is not None
+
+
+@pytest.mark.parametrize(
+    "case", ["blocklist", "channel", "role", "cooldown", "user-quota", "server-quota", "model"]
+)
+async def test_each_rule_refuses_with_its_message_and_submits_nothing(world: World, case: str) -> None:
+    await world.start_bot()
+    mod = await admin(world)
+    other = world.discord.add_channel(world.guild.id, "art-only")
+    role = world.discord.add_role(world.guild.id, "Artists")
+    prompt = "make the hair blue"
+    first_ok = False
+    if case == "blocklist":
+        await kontext(world, "blocklist add", {"entry": "forbidden"}, user_id=mod)
+        prompt = "make it ＦＯＲ bidden\u200b please"  # full-width, spacing and zero-width do not bypass it
+    elif case == "channel":
+        await kontext(world, "channels", {"action": "add", "channel": other.id}, user_id=mod)
+    elif case == "role":
+        await kontext(world, "roles", {"action": "add", "role": role.id}, user_id=mod)
+    elif case == "cooldown":
+        await kontext(world, "cooldown", {"seconds": 600}, user_id=mod)
+        first_ok = True
+    elif case == "user-quota":
+        await kontext(world, "quota", {"user": 1}, user_id=mod)
+        first_ok = True
+    elif case == "server-quota":
+        await kontext(world, "quota", {"server": 1}, user_id=mod)
+        first_ok = True
+    elif case == "model":
+        await kontext(world, "models", {"allowed": "flux-kontext-pro"}, user_id=mod)
+    if first_ok:
+        await world.result_of(await world.edit())
+    submitted = len(world.apimart.submissions)
+    extra = {"model": "flux-kontext-max"} if case == "model" else {}
+    text = await refused(world, await world.edit(prompt=prompt, **extra))
+    expected = {
+        "blocklist": "does not allow",
+        "channel": f"<#{other.id}>",
+        "role": f"<@&{role.id}>",
+        "cooldown": "wait",
+        "user-quota": "<t:",
+        "server-quota": "<t:",
+        "model": "flux-kontext-max",
+    }[case]
+    assert expected in text
+    assert len(world.apimart.submissions) == submitted, "a refused request submits nothing"
+
+
+async def test_moderation_log_receives_entries_with_thumbnails(world: World) -> None:
+    bot = await world.start_bot()
+    mod = await admin(world)
+    log_channel = world.discord.add_channel(world.guild.id, "mod-log")
+    await world.discord.flush()
+    await kontext(world, "log-channel", {"channel": log_channel.id}, user_id=mod)
+    await kontext(world, "blocklist add", {"entry": "secret*plan"}, user_id=mod)
+    await world.result_of(await world.edit(prompt="make the sky purple"))
+    await refused(world, await world.edit(prompt="reveal the secret evil plan"))
+    await bot.modlog.drain()
+
+    def entries() -> list[Any]:
+        return world.discord.channel_messages(log_channel.id)
+
+    await world.discord.wait_until(lambda: len(entries()) >= 2, timeout=10)
+    done, denied = sorted(entries(), key=lambda m: m.embeds[0]["title"])
+    assert done.embeds[0]["title"] == "Edit done"
+    fields = {f["name"]: f["value"] for f in done.embeds[0]["fields"]}
+    assert fields["Prompt"] == "make the sky purple" and fields["Safety"] == "2"
+    assert fields["Requester"].startswith(f"<@{world.user.id}>")
+    assert {a.filename for a in done.attachments} == {"input.jpg", "output.jpg"}
+    assert denied.embeds[0]["title"] == "Request denied"
+    assert "blocked" in {f["name"]: f["value"] for f in denied.embeds[0]["fields"]}["Outcome"]
+    assert all(m.allowed_mentions == {"parse": []} or not m.mention_ids for m in entries())
+
+
+async def test_log_channel_without_permission_is_reported_once_in_show(world: World) -> None:
+    bot = await world.start_bot()
+    mod = await admin(world)
+    log_channel = world.discord.add_channel(world.guild.id, "mod-log")
+    world.discord.deny(log_channel.id, "send")
+    await world.discord.flush()
+    await kontext(world, "log-channel", {"channel": log_channel.id}, user_id=mod)
+    for _ in range(3):
+        await world.result_of(await world.edit())
+    await bot.modlog.drain()
+    posts = [
+        r
+        for r in world.discord.requests
+        if r.method == "POST" and f"/channels/{log_channel.id}/messages" in r.path
+    ]
+    assert len(posts) <= 1, "after the first refusal the bot stops trying"
+    show = await kontext(world, "show", user_id=mod)
+    assert "can't post there" in reply_text(show)
+
+
+async def test_settings_survive_a_restart_and_show_usage(world: World) -> None:
+    await world.start_bot()
+    mod = await admin(world)
+    await kontext(world, "safety", {"value": 0}, user_id=mod)
+    await kontext(world, "quota", {"user": 5, "server": 50}, user_id=mod)
+    await world.result_of(await world.edit())
+    await world.stop_bot()
+
+    bot = await world.start_bot()
+    settings = await bot.moderation.settings(world.guild.id)
+    assert settings.safety == 0 and settings.user_daily_quota == 5 and settings.guild_daily_quota == 50
+    show = await kontext(world, "show", user_id=mod)
+    text = reply_text(show)
+    assert "5 per user, 50 per server" in text
+    assert "1 jobs" in text and f"<@{world.user.id}>: 1" in text
+    await world.result_of(await world.edit())
+    assert world.apimart.submissions[-1].json["safety_tolerance"] == 0
+
+    reset = await kontext(world, "reset", user_id=mod)
+    assert "defaults" in reply_text(reset)
+    assert (await bot.moderation.settings(world.guild.id)).safety == 2
+    await asyncio.sleep(0)
