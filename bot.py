@@ -39,6 +39,7 @@ from kontext.modlog import ModLog
 from kontext.policy import BotDefaults
 from kontext.polling import PollSchedule
 from kontext.store import SqliteStore
+from kontext.translator import KontextTranslator
 from kontext.web import build_app, start_web
 
 log = logging.getLogger("kontext.bot")
@@ -136,6 +137,7 @@ class KontextBot(commands.Bot):
             self._web_runner, self.web_port = await start_web(app, s.web_host, s.web_port)
             if local is not None:
                 self._sweeper = asyncio.create_task(self._sweep_hosted(local), name="hosted-sweeper")
+        await self.tree.set_translator(KontextTranslator())
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self._sync_commands()
