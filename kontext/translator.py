@@ -52,7 +52,7 @@ ZH_CN: dict[str, str] = {
     "default": "默认",
     "both": "全部",
     "channels": "频道",
-    "Channels where the bot may be used (empty = everywhere)": "允许使用机器人的频道（为空表示所有频道）",
+    "Channels where the bot may be used (empty = everywhere)": ("允许使用机器人的频道（为空表示所有频道）"),
     "roles": "身份组",
     "Roles that may use the bot (empty = everyone)": "允许使用机器人的身份组（为空表示所有人）",
     "action": "操作",
@@ -65,7 +65,9 @@ ZH_CN: dict[str, str] = {
     "Seconds a user must wait between requests (0 = off)": "用户两次请求之间的等待秒数（0 表示关闭）",
     "seconds": "秒数",
     "quota": "配额",
-    "Jobs per day (UTC) per user and per server (0 = unlimited)": "每天（UTC）每人和全服的任务数（0 表示不限）",
+    "Jobs per day (UTC) per user and per server (0 = unlimited)": (
+        "每天（UTC）每人和全服的任务数（0 表示不限）"
+    ),
     "user": "每人",
     "server": "全服",
     "log-channel": "日志频道",
