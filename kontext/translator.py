@@ -76,7 +76,9 @@ ZH_CN: dict[str, str] = {
     "Reset every setting of this server to the defaults": "将本服务器的所有设置恢复为默认值",
     "blocklist": "屏蔽词",
     "Words or patterns refused in prompts": "提示词中禁止的词语或模式",
-    "Refuse prompts containing this word or pattern (* = anything)": "拒绝包含该词语或模式的提示词（* 表示任意内容）",
+    "Refuse prompts containing this word or pattern (* = anything)": (
+        "拒绝包含该词语或模式的提示词（* 表示任意内容）"
+    ),
     "entry": "条目",
     "Remove a block-list entry": "移除一条屏蔽词",
     "list": "列表",
