@@ -44,6 +44,9 @@ from kontext.store import Store
 
 log = logging.getLogger("kontext.jobs")
 
+#: Seconds a resumed job with a task id may still poll even if its deadline passed while down.
+RESUME_GRACE_S = 120.0
+
 
 @dataclass(frozen=True)
 class Delivered:
@@ -212,9 +215,13 @@ class JobRunner:
 
         task.add_done_callback(forget)
 
-    def _deadline_loop_time(self, job: m.JobRecord) -> float:
-        remaining = job.created_at + self.settings.job_timeout_s - time.time()
-        return asyncio.get_running_loop().time() + remaining
+    def _deadline(self, job: m.JobRecord, resumed: bool) -> float:
+        """Wall-clock deadline. A resumed job with a task id always gets a short grace to collect
+        a result that may have finished while the bot was down."""
+        deadline = job.created_at + self.settings.job_timeout_s
+        if resumed and job.state in (m.SUBMITTED, m.DELIVERING):
+            deadline = max(deadline, time.time() + RESUME_GRACE_S)
+        return deadline
 
     def _elapsed(self, job: m.JobRecord) -> int:
         return int(job.elapsed())
@@ -228,8 +235,10 @@ class JobRunner:
                 async def on_position(position: int) -> None:
                     await line.show(t("status_waiting", job.locale, position=position), force=True)
 
+                deadline = self._deadline(job, resumed)
                 async with self.scheduler.slot(job.id, job.user_id, on_position=on_position, front=resumed):
-                    await asyncio.wait_for(self._pipeline(job, reporter, line), self._time_left(job))
+                    budget = max(0.0, deadline - time.time())
+                    await asyncio.wait_for(self._pipeline(job, reporter, line, deadline), budget)
             except asyncio.CancelledError:
                 log.info("job task cancelled in state %s (resumable)", job.state)
                 raise
@@ -245,17 +254,16 @@ class JobRunner:
                 log.exception("job crashed in state %s", job.state)
                 await self._fail(job, KontextError(f"unexpected {type(exc).__name__}"), reporter)
 
-    def _time_left(self, job: m.JobRecord) -> float:
-        return max(0.0, job.created_at + self.settings.job_timeout_s - time.time())
-
-    async def _pipeline(self, job: m.JobRecord, reporter: Reporter, line: StatusLine) -> None:
+    async def _pipeline(
+        self, job: m.JobRecord, reporter: Reporter, line: StatusLine, deadline: float
+    ) -> None:
         notes: list[str] = []
         if job.state == m.RECEIVED:
             await self._host_input(job, reporter, line, notes)
         if job.state == m.HOSTED:
             await self._submit(job, line)
         if job.state == m.SUBMITTED:
-            await self._poll(job, line)
+            await self._poll(job, line, deadline)
         if job.state == m.DELIVERING:
             await self._deliver(job, reporter, line, notes)
 
@@ -278,7 +286,8 @@ class JobRunner:
             size = getattr(exc, "size", None)
             raise ImageTooLarge(
                 f"input download over cap: {exc}",
-                size_mb=f"{size / 1048576:.1f}" if size else "?",
+                # a streamed body cut at the cap has no known size: say "> limit", not "?"
+                size_mb=f"{size / 1048576:.1f}" if size else f"> {self.settings.max_input_mb:g}",
                 limit_mb=f"{self.settings.max_input_mb:g}",
             ) from exc
         except DownloadError as exc:
@@ -336,7 +345,7 @@ class JobRunner:
         )
         await line.show(t("status_queued", job.locale, elapsed=self._elapsed(job)), force=True)
 
-    async def _poll(self, job: m.JobRecord, line: StatusLine) -> None:
+    async def _poll(self, job: m.JobRecord, line: StatusLine, deadline: float) -> None:
         assert job.task_id is not None
 
         async def on_update(status: TaskStatus) -> None:
@@ -349,7 +358,10 @@ class JobRunner:
                 await line.show(t("status_editing_noprogress", job.locale, elapsed=elapsed))
 
         status = await self.apimart.wait_for_task(
-            job.task_id, deadline=self._deadline_loop_time(job), on_update=on_update, schedule=self.schedule
+            job.task_id,
+            deadline=asyncio.get_running_loop().time() + (deadline - time.time()),
+            on_update=on_update,
+            schedule=self.schedule,
         )
         if not status.result_urls:
             raise ResultError("completed task has no result URL", reason="no image in the result")

@@ -73,14 +73,15 @@ async def test_clean_restart_mid_poll_delivers_once(world: World) -> None:
 
 
 async def test_job_completed_while_down_is_delivered_on_start(world: World) -> None:
-    await world.start_bot()
+    await world.start_bot(JOB_TIMEOUT_SECONDS="2")
     world.apimart.script(duration=1.0)
     inter = await world.edit()
     job_id = await wait_for_state(world.data_dir, "submitted")
     await world.stop_bot()
-    world.apimart.advance(60)  # the task finishes while the bot is down
+    world.apimart.advance(60)  # the task finishes while the bot is down …
+    await asyncio.sleep(2.1)  # … and the bot stays down past the job's deadline
 
-    await world.start_bot()
+    await world.start_bot(JOB_TIMEOUT_SECONDS="2")
     await world.result_of(inter)
     assert len(world.apimart.submissions) == 1
     await wait_for_state(world.data_dir, "done", job_id=job_id)
