@@ -178,6 +178,8 @@ class KontextBot(commands.Bot):
         started = time.monotonic()
         if hasattr(self, "runner"):
             await self.runner.stop()
+        if hasattr(self, "moderation"):
+            await self.moderation.flush()
         if hasattr(self, "modlog"):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.modlog.drain(), 5)

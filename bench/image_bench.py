@@ -1,6 +1,6 @@
 """Image normalisation figures: time per image and event-loop lag with the worker pool.
 
-    python bench/image_bench.py [--repeat N] [--threads N]
+    python bench/image_bench.py [--smoke] [--repeat N] [--threads N]
 
 Prints, never asserts (DESIGN.md §7). Inputs are generated here (photo-like: gradients, a fractal
 and noise), so results vary a little with the machine, not with the data.
@@ -99,13 +99,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", default="1,2", help="comma-separated ImageWorker sizes to try")
+    parser.add_argument("--smoke", action="store_true", help="quick run for CI: 3 MP inputs, 2 repeats")
     args = parser.parse_args()
+    width, height = (2000, 1500) if args.smoke else (4000, 3000)
+    if args.smoke:
+        args.repeat = min(args.repeat, 2)
 
-    im = photo(4000, 3000)
+    im = photo(width, height)
     jpeg = encode(im, "JPEG", quality=90)
     png = encode(im, "PNG", compress_level=6)
-    print(f"inputs: 12 MP JPEG {len(jpeg) / 1e6:.1f} MB, 4000x3000 PNG {len(png) / 1e6:.1f} MB")
-    for name, data in (("12 MP JPEG", jpeg), ("4000x3000 PNG", png)):
+    jpeg_name, png_name = f"{width * height / 1e6:g} MP JPEG", f"{width}x{height} PNG"
+    print(f"inputs: {jpeg_name} {len(jpeg) / 1e6:.1f} MB, {png_name} {len(png) / 1e6:.1f} MB")
+    for name, data in ((jpeg_name, jpeg), (png_name, png)):
         out = normalise_image(data, LIMITS)
         median, best = time_inline(data, args.repeat)
         print(

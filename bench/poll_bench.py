@@ -1,6 +1,7 @@
 """Polls per job and detection latency of :class:`kontext.polling.PollSchedule` (pure simulation).
 
-Run: ``python bench/poll_bench.py``. No sleeping and no network: each job is simulated with
+Run: ``python bench/poll_bench.py`` (``--smoke`` is accepted and changes nothing: it is already
+instant). No sleeping and no network: each job is simulated with
 :func:`kontext.polling.simulate` (first poll at submission, 10 % of the job queued, progress linear).
 The adaptive schedule is compared with fixed 1 s / 2 s / 5 s intervals on the same jobs. Each job
 is run at several sub-second offsets of its duration (whole-second durations would flatter the
@@ -9,6 +10,7 @@ fixed intervals); figures are means over the offsets, "max" is the worst offset.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 from dataclasses import dataclass
@@ -66,6 +68,9 @@ SCHEDULES = {
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="accepted for run_all.py; no effect")
+    parser.parse_args()
     names = list(SCHEDULES)
     header = f"{'job':<28}" + "".join(f"{name:>18}" for name in names)
     print("polls / detection latency (s) per job")

@@ -13,7 +13,7 @@ from discord.ext import commands
 from kontext.config import MODELS
 from kontext.guild_settings import GuildSettings, SettingsError
 from kontext.i18n import error_text, t
-from kontext.policy import next_reset, utc_day
+from kontext.policy import next_reset
 
 if TYPE_CHECKING:
     from bot import KontextBot
@@ -102,11 +102,8 @@ class SettingsCog(
     ) -> discord.Embed:
         assert interaction.guild_id is not None
         locale = str(interaction.locale)
-        store = self.bot.store
         now = self.bot.moderation.clock()
-        day = utc_day(now)
-        total = await store.usage(day, interaction.guild_id)
-        top = await store.top_users(day, interaction.guild_id)
+        total, top = await self.bot.moderation.usage_today(interaction.guild_id)
         embed = discord.Embed(title=title, colour=discord.Colour.blurple())
         embed.add_field(name=t("show_safety", locale), value=str(s.safety))
         embed.add_field(name=t("show_nsfw_safety", locale), value=str(s.nsfw_safety))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kontext.guild_settings import GuildSettings
@@ -23,6 +23,15 @@ log = logging.getLogger("kontext.moderation")
 DM_GUILD = 0  # usage rows for direct messages
 
 
+@dataclass
+class _DayUsage:
+    """One guild's counters for one UTC day (and every user's last use, for cooldowns)."""
+
+    day: str
+    counts: dict[int, int]
+    last: dict[int, float]
+
+
 class Moderation:
     """Settings per guild (persisted in the store) and the admit decision for each request."""
 
@@ -32,6 +41,8 @@ class Moderation:
         self.clock = clock
         self._cache: dict[int, GuildSettings] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        self._usage: dict[int, _DayUsage] = {}
+        self._writes: set[asyncio.Task[None]] = set()
 
     def _lock(self, guild_id: int) -> asyncio.Lock:
         return self._locks.setdefault(guild_id, asyncio.Lock())
@@ -60,24 +71,61 @@ class Moderation:
         log.info("guild %s settings reset to defaults", guild_id)
         return self._cache[guild_id]
 
+    async def _day_usage(self, day: str, guild: int) -> _DayUsage:
+        usage = self._usage.get(guild)
+        if usage is None or usage.day != day:
+            async with self._lock(guild):
+                usage = self._usage.get(guild)
+                if usage is None or usage.day != day:
+                    counts, last = await self.store.usage_snapshot(day, guild)
+                    usage = _DayUsage(day, counts, last)
+                    self._usage[guild] = usage
+        return usage
+
     async def admit(self, facts: RequestFacts) -> Allowed | Denied:
-        """Decide one request; an allowed request is counted in today's usage at once."""
+        """Decide one request; an allowed request is counted in today's usage at once.
+
+        Counters live in memory (loaded once per guild and day) so the decision and the count are
+        one atomic step without awaiting the database; the row is written behind, in order.
+        """
         guild = facts.guild_id if facts.guild_id is not None else DM_GUILD
-        async with self._lock(guild):
-            now = self.clock()
-            day = utc_day(now)
-            settings = await self.settings(guild) if facts.guild_id is not None else GuildSettings()
-            facts = replace(
-                facts,
-                now=now,
-                user_jobs_today=await self.store.usage(day, guild, facts.user_id),
-                guild_jobs_today=await self.store.usage(day, guild),
-                user_last_job_at=await self.store.last_use(guild, facts.user_id),
-            )
-            decision = decide(settings, facts, self.defaults)
-            if isinstance(decision, Allowed):
-                await self.store.add_usage(day, guild, facts.user_id, now)
+        settings = await self.settings(guild) if facts.guild_id is not None else GuildSettings()
+        now = self.clock()
+        day = utc_day(now)
+        usage = await self._day_usage(day, guild)
+        # from here to the count nothing awaits: no other request can slip in between
+        facts = replace(
+            facts,
+            now=now,
+            user_jobs_today=usage.counts.get(facts.user_id, 0),
+            guild_jobs_today=sum(usage.counts.values()),
+            user_last_job_at=usage.last.get(facts.user_id),
+        )
+        decision = decide(settings, facts, self.defaults)
+        if isinstance(decision, Allowed):
+            usage.counts[facts.user_id] = usage.counts.get(facts.user_id, 0) + 1
+            usage.last[facts.user_id] = now
+            self._write_behind(self.store.add_usage(day, guild, facts.user_id, now))
         return decision
 
-    async def usage_today(self, guild_id: int, user_id: int | None = None) -> int:
-        return await self.store.usage(utc_day(self.clock()), guild_id, user_id)
+    def _write_behind(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._writes.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._writes.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                log.error("could not record usage: %r", finished.exception())
+
+        task.add_done_callback(done)
+
+    async def flush(self) -> None:
+        """Wait for usage rows still being written (shutdown and tests)."""
+        while self._writes:
+            await asyncio.wait(list(self._writes))
+
+    async def usage_today(self, guild_id: int, top: int = 5) -> tuple[int, list[tuple[int, int]]]:
+        """Today's total for a guild and its heaviest users as (user_id, count), most first."""
+        usage = await self._day_usage(utc_day(self.clock()), guild_id)
+        ranked = sorted(usage.counts.items(), key=lambda item: (-item[1], item[0]))
+        return sum(usage.counts.values()), ranked[:top]

@@ -106,7 +106,7 @@ class Store(Protocol):
     async def delete_guild_settings(self, guild_id: int) -> None: ...
     async def add_usage(self, day: str, guild_id: int, user_id: int, at: float) -> None: ...
     async def usage(self, day: str, guild_id: int, user_id: int | None = None) -> int: ...
-    async def top_users(self, day: str, guild_id: int, limit: int = 5) -> list[tuple[int, int]]: ...
+    async def usage_snapshot(self, day: str, guild_id: int) -> tuple[dict[int, int], dict[int, float]]: ...
     async def last_use(self, guild_id: int, user_id: int) -> float | None: ...
 
 
@@ -279,16 +279,19 @@ class SqliteStore:
         row = await self._call(lambda c: c.execute(sql, params).fetchone())
         return int(row[0])
 
-    async def top_users(self, day: str, guild_id: int, limit: int = 5) -> list[tuple[int, int]]:
-        """The day's heaviest users of a guild as (user_id, count), most first."""
-        rows = await self._call(
+    async def usage_snapshot(self, day: str, guild_id: int) -> tuple[dict[int, int], dict[int, float]]:
+        """A guild's per-user counts for ``day`` and every user's last use (any day)."""
+        counts = await self._call(
             lambda c: c.execute(
-                "SELECT user_id, count FROM usage WHERE day = ? AND guild_id = ? "
-                "ORDER BY count DESC, user_id LIMIT ?",
-                (day, guild_id, limit),
+                "SELECT user_id, count FROM usage WHERE day = ? AND guild_id = ?", (day, guild_id)
             ).fetchall()
         )
-        return [(int(r[0]), int(r[1])) for r in rows]
+        last = await self._call(
+            lambda c: c.execute(
+                "SELECT user_id, MAX(last_at) FROM usage WHERE guild_id = ? GROUP BY user_id", (guild_id,)
+            ).fetchall()
+        )
+        return {int(r[0]): int(r[1]) for r in counts}, {int(r[0]): float(r[1]) for r in last}
 
     async def last_use(self, guild_id: int, user_id: int) -> float | None:
         row = await self._call(
