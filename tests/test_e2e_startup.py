@@ -1,0 +1,33 @@
+"""End to end: command sync modes and the operator endpoints of a running bot."""
+
+from __future__ import annotations
+
+import aiohttp
+
+from tests.harness import World
+
+
+async def test_dev_guild_gets_commands_instantly_and_nothing_global(world: World) -> None:
+    await world.start_bot(DEV_GUILD_ID=str(world.guild.id))
+    names = {c["name"] for c in world.discord.guild_commands(world.guild.id)}
+    assert {"edit", "imagine", "kontext", "Edit image"} <= names
+    assert world.discord.commands == []
+
+
+async def test_healthz_and_metrics_of_a_running_bot(world: World) -> None:
+    bot = await world.start_bot()
+    await world.result_of(await world.edit())
+    base = f"http://127.0.0.1:{bot.web_port}"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(base + "/healthz") as resp:
+            assert resp.status == 200
+            health = await resp.json()
+        async with session.get(base + "/metrics") as resp:
+            metrics = await resp.text()
+        async with session.get(base + "/files/") as resp:
+            assert resp.status == 404, "no hosted-file route unless IMAGE_HOST=local"
+    assert health["ok"] is True and health["discord_connected"] is True
+    assert "kontext_jobs_done_total 1" in metrics
+    assert "kontext_jobs_submitted_total 1" in metrics
+    assert "kontext_jobs_running 0" in metrics
+    await world.stop_bot()
