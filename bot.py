@@ -62,7 +62,11 @@ class KontextBot(commands.Bot):
         intents = discord.Intents.none()
         intents.guilds = True
         super().__init__(
-            command_prefix=commands.when_mentioned, intents=intents, help_command=None, **options
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),  # nothing pings unless a call says so
+            **options,
         )
         self.settings = settings
         self.poll_schedule = poll_schedule
@@ -71,6 +75,7 @@ class KontextBot(commands.Bot):
         self.web_port: int | None = None
         self._web_runner: web.AppRunner | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._maintenance: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._closing_started = False
 
@@ -141,6 +146,7 @@ class KontextBot(commands.Bot):
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self._sync_commands()
+        self._maintenance = asyncio.create_task(self._prune_forever(), name="retention")
         resumed = await self.runner.resume_all()
         if resumed:
             log.info("resumed %d unfinished job(s)", resumed)
@@ -155,6 +161,18 @@ class KontextBot(commands.Bot):
         else:
             synced = await self.tree.sync()
             log.info("synced %d global command(s) (may take up to an hour to show everywhere)", len(synced))
+
+    async def _prune_forever(self) -> None:
+        """Forget finished jobs and usage older than RETENTION_DAYS (at start, then daily)."""
+        while True:
+            before = time.time() - self.settings.retention_days * 86400
+            try:
+                jobs, usage = await self.store.prune(before)
+                if jobs or usage:
+                    log.info("retention: removed %d old job(s) and %d usage row(s)", jobs, usage)
+            except Exception:
+                log.exception("retention pruning failed")
+            await asyncio.sleep(86400)
 
     async def _sweep_hosted(self, host: LocalHost) -> None:
         while True:
@@ -183,8 +201,9 @@ class KontextBot(commands.Bot):
         if hasattr(self, "modlog"):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.modlog.drain(), 5)
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for background in (self._sweeper, self._maintenance):
+            if background is not None:
+                background.cancel()
         if self._web_runner is not None:
             await self._web_runner.cleanup()
         await super().close()

@@ -723,14 +723,34 @@ class ApimartClient:
         empty_completed = 0
         # A poll started just before the deadline may finish a little after it.
         grace = min(self._timeout, 2.0)
+        trouble: ApiError | None = None  # the last transient polling error, if the last poll failed
+        troubles = 0
         while True:
             if loop.time() >= deadline + grace:
-                self._timed_out(task_id, loop.time() - started)
+                self._give_up(task_id, loop.time() - started, trouble)
             try:
                 async with asyncio.timeout_at(deadline + grace):
                     status = await self.get_task(task_id)
             except TimeoutError:
-                self._timed_out(task_id, loop.time() - started)
+                self._give_up(task_id, loop.time() - started, trouble)
+            except ApiError as exc:
+                # The task is paid for: transient trouble never ends the wait before the deadline.
+                if not (exc.retryable or isinstance(exc, ApiMalformed)):
+                    raise
+                trouble, troubles = exc, troubles + 1
+                wait = min(30.0, max(exc.params.get("retry_after") or 0.0, self._backoff(troubles)))
+                log.warning(
+                    "task %s: polling trouble (%s), still waiting; next try in %.1f s",
+                    task_id,
+                    exc.code,
+                    wait,
+                )
+                now = loop.time()
+                if now >= deadline:
+                    self._give_up(task_id, now - started, trouble)
+                await self._sleep(min(wait, deadline - now))
+                continue
+            trouble, troubles = None, 0
             key = (status.state, status.progress)
             if key != last:
                 last = key
@@ -756,6 +776,13 @@ class ApimartClient:
                 self._timed_out(task_id, now - started)
             delay = schedule.next_delay(now - started, status)
             await self._sleep(min(delay, deadline - now))
+
+    @classmethod
+    def _give_up(cls, task_id: str, waited: float, trouble: ApiError | None) -> NoReturn:
+        """At the deadline: the polling error that kept us from the result, else a timeout."""
+        if trouble is not None:
+            raise trouble
+        cls._timed_out(task_id, waited)
 
     @staticmethod
     def _timed_out(task_id: str, waited: float) -> NoReturn:

@@ -61,6 +61,7 @@ class Settings:
     job_timeout_s: float = 600.0
     http_timeout_s: float = 30.0
     hosted_file_ttl_s: int = 3600
+    retention_days: int = 30
     max_concurrent_jobs: int = 8
     max_jobs_per_user: int = 2
     max_queued_jobs: int = 200
@@ -82,14 +83,26 @@ class Settings:
 
 
 def _url(name: str, value: str, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.netloc:
-        raise ConfigError(name, f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+    problem = f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}"
+    if not value.isascii() or any(ch.isspace() or ord(ch) < 32 for ch in value):
+        raise ConfigError(name, problem + " (ASCII, no spaces)")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError:
+        raise ConfigError(name, problem + " with a valid host and port") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(name, problem)
     return value.rstrip("/")
+
+
+_NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$", re.ASCII)
 
 
 def _number(name: str, raw: str, kind: Callable[[str], T], lo: float, hi: float) -> T:
     try:
+        if not _NUMBER_RE.match(raw) or (kind is int and not raw.lstrip("+-").isdigit()):
+            raise ValueError(raw)
         value = kind(raw)
     except ValueError:
         raise ConfigError(name, f"must be a {kind.__name__} between {lo:g} and {hi:g}") from None
@@ -167,6 +180,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         "WEB_PORT": ("web_port", 0, 65535),
         "DEFAULT_SAFETY_TOLERANCE": ("default_safety", 0, 6),
         "HOSTED_FILE_TTL_SECONDS": ("hosted_file_ttl_s", 60, 7 * 86400),
+        "RETENTION_DAYS": ("retention_days", 2, 3650),
         "MAX_CONCURRENT_JOBS": ("max_concurrent_jobs", 1, 1000),
         "MAX_JOBS_PER_USER": ("max_jobs_per_user", 1, 100),
         "MAX_QUEUED_JOBS": ("max_queued_jobs", 1, 100000),
@@ -194,6 +208,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if (raw := get("WEB_HOST")) is not None:
         kwargs["web_host"] = raw
     if (raw := get("DATA_DIR")) is not None:
+        if "\x00" in raw:
+            raise ConfigError("DATA_DIR", "must be a directory path")
         kwargs["data_dir"] = Path(raw)
 
     settings = Settings(**kwargs)  # type: ignore[arg-type]

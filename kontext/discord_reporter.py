@@ -113,7 +113,9 @@ class DiscordReporter:
         if not self.token_alive() or self.job.status_message_id is None:
             return
         try:
-            await self._webhook().edit_message(self.job.status_message_id, content=text)
+            await self._webhook().edit_message(
+                self.job.status_message_id, content=text, allowed_mentions=NO_PINGS
+            )
         except discord.HTTPException as exc:
             if _token_gone(exc):
                 self._token_dead = True
@@ -136,6 +138,7 @@ class DiscordReporter:
         embed = result_embed(job, elapsed, filename)
         view = self.view_factory(job) if self.view_factory else None
         done = "\n".join([t("status_done", job.locale, elapsed=round(elapsed)), *notes])
+        fallback = False
         if self.token_alive() and job.status_message_id is not None:
             try:
                 message = await self._webhook().edit_message(
@@ -150,14 +153,23 @@ class DiscordReporter:
                     "original", message.id, message.attachments[0].url if message.attachments else None
                 )
             except discord.HTTPException as exc:
-                if not _token_gone(exc):
+                if _token_gone(exc):
+                    log.info("interaction token no longer valid (%s); delivering to the channel", exc.code)
+                    self._token_dead = True
+                elif exc.status >= 500:
+                    # Discord kept failing (after discord.py's own retries): do not lose the result
+                    log.warning(
+                        "editing the status message failed (%s); delivering to the channel", exc.status
+                    )
+                    fallback = True
+                else:
                     raise DeliveryError(
                         f"editing the status message failed: {exc.status} {exc.code}"
                     ) from exc
-                log.info("interaction token no longer valid (%s); delivering to the channel", exc.code)
-                self._token_dead = True
         channel = await self._channel()
-        content = t("late_delivery", job.locale, mention=f"<@{job.user_id}>")
+        content = t(
+            "fallback_delivery" if fallback else "late_delivery", job.locale, mention=f"<@{job.user_id}>"
+        )
         try:
             sent = await channel.send(
                 content=content,

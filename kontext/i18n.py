@@ -41,6 +41,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         EN: "{mention}, your edit is ready (it took longer than Discord lets us update the original reply).",
         ZH: "{mention}，你的图片已完成（耗时超过了 Discord 允许更新原回复的时间）。",
     },
+    "fallback_delivery": {
+        EN: "{mention}, your edit is ready (Discord would not let me update my first reply).",
+        ZH: "{mention}，你的图片已完成（Discord 未能更新我的第一条回复）。",
+    },
     "late_failure": {
         EN: "{mention}, your edit could not be finished: {reason}",
         ZH: "{mention}，你的编辑未能完成：{reason}",

@@ -46,6 +46,8 @@ log = logging.getLogger("kontext.jobs")
 
 #: Seconds a resumed job with a task id may still poll even if its deadline passed while down.
 RESUME_GRACE_S = 120.0
+#: Extra seconds the overall timeout allows beyond the deadline, so polling can report its own reason.
+DEADLINE_SLACK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -237,7 +239,9 @@ class JobRunner:
 
                 deadline = self._deadline(job, resumed)
                 async with self.scheduler.slot(job.id, job.user_id, on_position=on_position, front=resumed):
-                    budget = max(0.0, deadline - time.time())
+                    # the poll phase enforces the deadline itself (and says why it gave up);
+                    # the outer timeout is the safety net for every other step
+                    budget = max(0.0, deadline - time.time()) + DEADLINE_SLACK_S
                     await asyncio.wait_for(self._pipeline(job, reporter, line, deadline), budget)
             except asyncio.CancelledError:
                 log.info("job task cancelled in state %s (resumable)", job.state)

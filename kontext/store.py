@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from kontext.models import ACTIVE_STATES, JobRecord
+from kontext.models import ACTIVE_STATES, FINAL_STATES, JobRecord
 
 log = logging.getLogger("kontext.store")
 T = TypeVar("T")
@@ -108,6 +108,7 @@ class Store(Protocol):
     async def usage(self, day: str, guild_id: int, user_id: int | None = None) -> int: ...
     async def usage_snapshot(self, day: str, guild_id: int) -> tuple[dict[int, int], dict[int, float]]: ...
     async def last_use(self, guild_id: int, user_id: int) -> float | None: ...
+    async def prune(self, before: float) -> tuple[int, int]: ...
 
 
 class SqliteStore:
@@ -194,7 +195,7 @@ class SqliteStore:
 
     async def update_job(self, job: JobRecord, **changes: Any) -> None:
         """Persist ``changes`` and apply them to ``job`` in memory."""
-        changes["updated_at"] = time.time()
+        changes.setdefault("updated_at", time.time())
         for name in changes:
             if name not in _COLUMNS or name == "id":
                 raise ValueError(f"unknown job column {name!r}")
@@ -229,6 +230,21 @@ class SqliteStore:
         sql = f"SELECT * FROM jobs WHERE state IN ({', '.join('?' for _ in states)}) ORDER BY created_at"
         rows = await self._call(lambda c: c.execute(sql, states).fetchall())
         return [self._row_to_job(r) for r in rows]
+
+    async def prune(self, before: float) -> tuple[int, int]:
+        """Delete finished jobs and usage rows older than ``before`` (Unix s); returns both counts."""
+        day = time.strftime("%Y-%m-%d", time.gmtime(before))
+        finals = sorted(FINAL_STATES)
+        marks = ", ".join("?" for _ in finals)
+
+        def run(c: sqlite3.Connection) -> tuple[int, int]:
+            jobs = c.execute(
+                f"DELETE FROM jobs WHERE state IN ({marks}) AND updated_at < ?", (*finals, before)
+            ).rowcount
+            usage = c.execute("DELETE FROM usage WHERE day < ?", (day,)).rowcount
+            return jobs, usage
+
+        return await self._call(run)
 
     async def jobs_by_state(self) -> dict[str, int]:
         rows = await self._call(

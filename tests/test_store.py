@@ -92,3 +92,23 @@ async def test_unknown_column_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         await store.update_job(job, **{"state = 'done' --": 1})
     await store.close()
+
+
+async def test_prune_forgets_only_old_finished_jobs_and_usage(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "k.sqlite3")
+    await store.open()
+    old_done, old_active, new_done = make_job(), make_job(), make_job()
+    for job in (old_done, old_active, new_done):
+        await store.insert_job(job)
+    await store.transition(old_done, m.ACTIVE_STATES, m.DONE)
+    await store.transition(new_done, m.ACTIVE_STATES, m.FAILED)
+    await store.add_usage("2020-01-01", 9, 42, 1.0)
+    await store.add_usage("2099-01-01", 9, 42, 2.0)
+    await store.update_job(old_done, updated_at=1000.0)  # finished long ago
+    jobs, usage = await store.prune(1_609_459_200.0)  # 2021-01-01
+    assert (jobs, usage) == (1, 1)
+    assert await store.get_job(old_done.id) is None
+    assert await store.get_job(old_active.id) is not None, "unfinished jobs are never pruned"
+    assert await store.get_job(new_done.id) is not None
+    assert await store.usage("2099-01-01", 9) == 1
+    await store.close()

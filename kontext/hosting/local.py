@@ -33,6 +33,7 @@ def load_secret(path: Path) -> bytes:
     try:
         secret = path.read_bytes()
         if len(secret) >= 32:
+            os.chmod(path, 0o600)
             return secret
     except FileNotFoundError:
         pass
@@ -40,6 +41,7 @@ def load_secret(path: Path) -> bytes:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(secret)
+    os.chmod(path, 0o600)
     return secret
 
 
