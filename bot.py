@@ -225,8 +225,8 @@ def create_bot(settings: Settings, **options: Any) -> KontextBot:
 async def run_bot(settings: Settings) -> int:
     bot = create_bot(settings)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
+    if sys.platform != "win32":  # Windows event loops have no signal handlers; Ctrl+C still works
+        for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(
                 sig,
                 lambda s=sig: (
@@ -234,8 +234,6 @@ async def run_bot(settings: Settings) -> int:
                     asyncio.ensure_future(bot.close()),
                 ),
             )
-        except (NotImplementedError, RuntimeError):
-            pass
     try:
         async with bot:
             await bot.start(settings.discord_token)
