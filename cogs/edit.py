@@ -27,6 +27,31 @@ MODEL_CHOICES = [
 ]
 ASPECT_CHOICES = [Choice(name=("match input" if s == "match_input_image" else s), value=s) for s in SIZES]
 FORMAT_CHOICES = [Choice(name="PNG", value="png"), Choice(name="JPEG", value="jpg")]
+OPTION_DESCRIPTIONS = {
+    "model": "Pro is faster and cheaper, Max gives higher quality",
+    "format": "Output file format (default PNG)",
+    "enhance": "Let the model expand your prompt (prompt upsampling)",
+    "safety": "Ask for a stricter safety filter (0 strictest … 6); never looser than the server allows",
+}
+
+
+def options_from(
+    prompt: str,
+    model: Choice[str] | None,
+    aspect: Choice[str] | None,
+    format: Choice[str] | None,
+    enhance: bool,
+    safety: int | None,
+) -> EditOptions:
+    """The request options from the slash-command arguments."""
+    return EditOptions(
+        prompt=prompt,
+        model=model.value if model else None,
+        size=aspect.value if aspect else None,
+        response_format=format.value if format else "png",
+        enhance=enhance,
+        safety=safety,
+    )
 
 
 def _bot(interaction: discord.Interaction) -> KontextBot:
@@ -151,11 +176,8 @@ class EditCog(commands.Cog):
     @app_commands.describe(
         image="The picture to edit (PNG, JPEG, WebP, GIF, BMP)",
         prompt="What to change, e.g. 'make the hair blue'",
-        model="Pro is faster and cheaper, Max gives higher quality",
         aspect="Output aspect ratio (default: match the input)",
-        format="Output file format (default PNG)",
-        enhance="Let the model expand your prompt (prompt upsampling)",
-        safety="Ask for a stricter safety filter (0 strictest … 6); never looser than the server allows",
+        **OPTION_DESCRIPTIONS,
     )
     @app_commands.choices(model=MODEL_CHOICES, aspect=ASPECT_CHOICES, format=FORMAT_CHOICES)
     async def edit(
@@ -169,24 +191,12 @@ class EditCog(commands.Cog):
         enhance: bool = False,
         safety: app_commands.Range[int, 0, 6] | None = None,
     ) -> None:
-        options = EditOptions(
-            prompt=prompt,
-            model=model.value if model else None,
-            size=aspect.value if aspect else None,
-            response_format=format.value if format else "png",
-            enhance=enhance,
-            safety=safety,
-        )
+        options = options_from(prompt, model, aspect, format, enhance, safety)
         await self.bot.intake.submit(interaction, options, kind=m.KIND_EDIT, attachment=image)
 
     @app_commands.command(name="imagine", description="Create an image from a text prompt")
     @app_commands.describe(
-        prompt="What to draw",
-        model="Pro is faster and cheaper, Max gives higher quality",
-        aspect="Output aspect ratio (default 16:9)",
-        format="Output file format (default PNG)",
-        enhance="Let the model expand your prompt (prompt upsampling)",
-        safety="Ask for a stricter safety filter (0 strictest … 6); never looser than the server allows",
+        prompt="What to draw", aspect="Output aspect ratio (default 16:9)", **OPTION_DESCRIPTIONS
     )
     @app_commands.choices(
         model=MODEL_CHOICES,
@@ -203,14 +213,7 @@ class EditCog(commands.Cog):
         enhance: bool = False,
         safety: app_commands.Range[int, 0, 6] | None = None,
     ) -> None:
-        options = EditOptions(
-            prompt=prompt,
-            model=model.value if model else None,
-            size=aspect.value if aspect else None,
-            response_format=format.value if format else "png",
-            enhance=enhance,
-            safety=safety,
-        )
+        options = options_from(prompt, model, aspect, format, enhance, safety)
         await self.bot.intake.submit(interaction, options, kind=m.KIND_IMAGINE)
 
     async def edit_message_image(self, interaction: discord.Interaction, message: discord.Message) -> None:

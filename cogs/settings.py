@@ -200,39 +200,32 @@ class SettingsCog(
         action: Choice[str],
         channel: discord.TextChannel | None = None,
     ) -> None:
-        current = (await self.bot.moderation.settings(interaction.guild_id or 0)).channels
-        updated = self._edit_list(current, action.value, channel)
-        if updated is None:
-            await interaction.response.send_message(
-                t("settings_need_item", str(interaction.locale)), ephemeral=True
-            )
-            return
-        await self._change(interaction, channels=updated)
+        await self._edit_ids(interaction, "channels", action.value, channel)
 
     @app_commands.command(name="roles", description="Roles that may use the bot (empty = everyone)")
     @app_commands.choices(action=ACTIONS)
     async def roles(
         self, interaction: discord.Interaction, action: Choice[str], role: discord.Role | None = None
     ) -> None:
-        current = (await self.bot.moderation.settings(interaction.guild_id or 0)).roles
-        updated = self._edit_list(current, action.value, role)
-        if updated is None:
+        await self._edit_ids(interaction, "roles", action.value, role)
+
+    async def _edit_ids(
+        self, interaction: discord.Interaction, field: str, action: str, item: discord.abc.Snowflake | None
+    ) -> None:
+        """Add to, remove from or clear an allow-list of ids (``channels`` or ``roles``)."""
+        current: list[int] = getattr(await self.bot.moderation.settings(interaction.guild_id or 0), field)
+        if action == "clear":
+            updated: list[int] = []
+        elif item is None:
             await interaction.response.send_message(
                 t("settings_need_item", str(interaction.locale)), ephemeral=True
             )
             return
-        await self._change(interaction, roles=updated)
-
-    @staticmethod
-    def _edit_list(current: list[int], action: str, item: discord.abc.Snowflake | None) -> list[int] | None:
-        """The list after the action, or None when add/remove was given nothing to add or remove."""
-        if action == "clear":
-            return []
-        if item is None:
-            return None
-        if action == "add":
-            return [*current, item.id] if item.id not in current else list(current)
-        return [x for x in current if x != item.id]
+        elif action == "add":
+            updated = current if item.id in current else [*current, item.id]
+        else:
+            updated = [x for x in current if x != item.id]
+        await self._change(interaction, **{field: updated})
 
     @app_commands.command(name="cooldown", description="Seconds a user must wait between requests (0 = off)")
     async def cooldown(

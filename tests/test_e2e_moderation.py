@@ -210,3 +210,25 @@ async def test_settings_survive_a_restart_and_show_usage(world: World) -> None:
     assert "defaults" in reply_text(reset)
     assert (await bot.moderation.settings(world.guild.id)).safety == 2
     await asyncio.sleep(0)
+
+
+async def test_allow_lists_add_remove_clear(world: World) -> None:
+    bot = await world.start_bot()
+    mod = await admin(world)
+    one = world.discord.add_channel(world.guild.id, "one")
+    two = world.discord.add_channel(world.guild.id, "two")
+    role = world.discord.add_role(world.guild.id, "Artists")
+    await world.discord.flush()
+    await kontext(world, "channels", {"action": "add", "channel": one.id}, user_id=mod)
+    await kontext(world, "channels", {"action": "add", "channel": two.id}, user_id=mod)
+    await kontext(world, "channels", {"action": "add", "channel": two.id}, user_id=mod)
+    assert (await bot.moderation.settings(world.guild.id)).channels == [one.id, two.id]
+    await kontext(world, "channels", {"action": "remove", "channel": one.id}, user_id=mod)
+    assert (await bot.moderation.settings(world.guild.id)).channels == [two.id]
+    missing = await kontext(world, "roles", {"action": "add"}, user_id=mod)
+    assert "Please pick" in reply_text(missing)
+    await kontext(world, "roles", {"action": "add", "role": role.id}, user_id=mod)
+    await kontext(world, "channels", {"action": "clear"}, user_id=mod)
+    await kontext(world, "roles", {"action": "clear"}, user_id=mod)
+    settings = await bot.moderation.settings(world.guild.id)
+    assert settings.channels == [] and settings.roles == []
