@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -45,6 +46,11 @@ from kontext.web import build_app, start_web
 log = logging.getLogger("kontext.bot")
 
 EXTENSIONS = ("cogs.edit", "cogs.settings")
+
+
+# The bot never joins voice channels: silence discord.py's start-up warnings about voice libraries.
+discord.VoiceClient.warn_nacl = False
+discord.VoiceClient.warn_dave = False
 
 
 def point_discord_at(settings: Settings) -> None:
@@ -247,6 +253,14 @@ async def run_bot(settings: Settings) -> int:
             "Discord refused the gateway intents; this bot needs no privileged intents — check the portal"
         )
         return 2
+    except (aiohttp.ClientError, OSError, sqlite3.Error) as exc:
+        log.error(
+            "could not start: %s (Discord API %s, data dir %s)",
+            exc,
+            settings.discord_api_base,
+            settings.data_dir,
+        )
+        return 1
     return 0
 
 

@@ -99,3 +99,26 @@ def test_check_reads_dotenv(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "WEB_PORT" in result.stderr
+
+
+def test_unreachable_discord_is_one_clear_error_line(tmp_path: Path) -> None:
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        **BASE,
+        "DISCORD_API_BASE": "http://127.0.0.1:9/api/v10",  # nothing listens on the discard port
+        "WEB_PORT": "0",
+    }
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bot.py"), "--env-file", str(tmp_path / "none.env")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "could not start: Cannot connect to host 127.0.0.1:9" in errors[0]
+    assert TOKEN not in result.stderr and KEY not in result.stderr
