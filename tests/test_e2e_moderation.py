@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.discord_fake import FakeInteraction, Perm
-from tests.harness import World
+from tests.harness import World, make_image
 
 
 async def admin(world: World) -> int:
@@ -232,3 +232,19 @@ async def test_allow_lists_add_remove_clear(world: World) -> None:
     await kontext(world, "roles", {"action": "clear"}, user_id=mod)
     settings = await bot.moderation.settings(world.guild.id)
     assert settings.channels == [] and settings.roles == []
+
+
+@pytest.mark.parametrize("allow", [False, True])
+async def test_direct_messages_follow_allow_dms(world: World, allow: bool) -> None:
+    await world.start_bot(ALLOW_DMS=str(allow).lower(), DEFAULT_SAFETY_TOLERANCE="3")
+    dm = world.discord.dm_channel(world.user.id)
+    attachment = world.discord.add_attachment(make_image(), "dm.png", "image/png", channel_id=dm.id)
+    inter = await world.discord.slash(
+        "edit", {"prompt": "make it blue"}, attachments={"image": attachment}, user_id=world.user.id
+    )
+    if not allow:
+        assert "only work in servers" in await refused(world, inter)
+        assert world.apimart.submissions == []
+    else:
+        await world.result_of(inter)
+        assert world.apimart.submissions[-1].json["safety_tolerance"] == 3
