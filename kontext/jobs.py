@@ -128,7 +128,6 @@ class JobRunner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._submitting: set[str] = set()
         self._submits_drained = asyncio.Event()
-        self._owners: dict[str, int] = {}
         self.limits = ImageLimits(
             max_bytes=settings.max_input_bytes,
             max_pixels=int(settings.max_input_megapixels * 1_000_000),
@@ -138,14 +137,6 @@ class JobRunner:
         metrics.gauge("jobs_waiting", lambda: self.scheduler.waiting_count)
 
     # --- public API -----------------------------------------------------------------------------
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
-
-    def user_jobs(self, user_id: int) -> int:
-        """How many of the user's jobs are running or waiting."""
-        return sum(1 for owner in self._owners.values() if owner == user_id)
 
     async def start_job(self, job: m.JobRecord) -> None:
         """Persist a newly accepted job (state ``received``) and run it in the background."""
@@ -209,11 +200,9 @@ class JobRunner:
 
     def _track(self, job: m.JobRecord, task: asyncio.Task[None]) -> None:
         self._tasks[job.id] = task
-        self._owners[job.id] = job.user_id
 
         def forget(_task: asyncio.Task[None], job_id: str = job.id) -> None:
             self._tasks.pop(job_id, None)
-            self._owners.pop(job_id, None)
 
         task.add_done_callback(forget)
 

@@ -246,12 +246,6 @@ class SqliteStore:
 
         return await self._call(run)
 
-    async def jobs_by_state(self) -> dict[str, int]:
-        rows = await self._call(
-            lambda c: c.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
-        )
-        return {r[0]: int(r[1]) for r in rows}
-
     # --- guild settings and usage -------------------------------------------------------------
 
     async def get_guild_settings(self, guild_id: int) -> dict[str, Any] | None:
