@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,20 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "MTA1NjY3ODkwMTIzNDU2Nzg5.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"
 API_KEY = FakeApimart.DEFAULT_KEY
 FAST_POLLS = PollSchedule().scaled(0.02)
+
+
+def job_states(data_dir: Path) -> dict[str, str]:
+    """Read job states straight from the SQLite file (as another process would)."""
+    path = data_dir / "kontext.sqlite3"
+    if not path.exists():
+        return {}
+    conn = sqlite3.connect(path, timeout=5)
+    try:
+        return dict(conn.execute("SELECT id, state FROM jobs").fetchall())
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        conn.close()
 
 
 def free_port() -> int:

@@ -6,27 +6,12 @@ import asyncio
 import os
 import random
 import signal
-import sqlite3
 import sys
 import time
 from pathlib import Path
 
 from tests.fakes.discord_fake import FakeInteraction
-from tests.harness import ROOT, World, decode, inverted, make_image, mean_abs_diff
-
-
-def job_states(data_dir: Path) -> dict[str, str]:
-    """Read job states straight from the SQLite file (as another process would)."""
-    path = data_dir / "kontext.sqlite3"
-    if not path.exists():
-        return {}
-    conn = sqlite3.connect(path, timeout=5)
-    try:
-        return dict(conn.execute("SELECT id, state FROM jobs").fetchall())
-    except sqlite3.OperationalError:
-        return {}
-    finally:
-        conn.close()
+from tests.harness import ROOT, World, decode, inverted, job_states, make_image, mean_abs_diff
 
 
 async def wait_for_state(data_dir: Path, state: str, timeout: float = 20.0, job_id: str | None = None) -> str:
