@@ -77,73 +77,47 @@ class PromptModal(discord.ui.Modal):
         await self.on_prompt(interaction, self.prompt.value)
 
 
-class RerollButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"kx:reroll:(?P<job>[0-9a-f]{8,32})"
+#: action -> (label key, emoji, style)
+BUTTONS = {
+    "reroll": ("button_reroll", "🎲", discord.ButtonStyle.secondary),
+    "again": ("button_edit_again", "✏️", discord.ButtonStyle.secondary),
+    "delete": ("button_delete", "🗑️", discord.ButtonStyle.danger),
+}
+
+
+class JobButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"kx:(?P<action>reroll|again|delete):(?P<job>[0-9a-f]{8,32})",
 ):
-    """Runs the same prompt on the same input again (as a new job of whoever clicks)."""
+    """A result button; the action and job id live in the custom_id, so it works after a restart."""
 
-    def __init__(self, job_id: str, label: str = "Re-roll") -> None:
-        super().__init__(discord.ui.Button(label=label, emoji="🎲", custom_id=f"kx:reroll:{job_id}"))
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: Any, match: re.Match[str]
-    ) -> RerollButton:
-        return cls(match["job"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _bot(interaction).get_cog("EditCog").reroll(interaction, self.job_id)  # type: ignore[union-attr]
-
-
-class EditAgainButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"kx:again:(?P<job>[0-9a-f]{8,32})"
-):
-    """Opens a prompt modal; the result of this job becomes the next input."""
-
-    def __init__(self, job_id: str, label: str = "Edit again") -> None:
-        super().__init__(discord.ui.Button(label=label, emoji="✏️", custom_id=f"kx:again:{job_id}"))
-        self.job_id = job_id
-
-    @classmethod
-    async def from_custom_id(
-        cls, interaction: discord.Interaction, item: Any, match: re.Match[str]
-    ) -> EditAgainButton:
-        return cls(match["job"])
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        await _bot(interaction).get_cog("EditCog").edit_again(interaction, self.job_id)  # type: ignore[union-attr]
-
-
-class DeleteButton(
-    discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"kx:delete:(?P<job>[0-9a-f]{8,32})"
-):
-    """Deletes the result message (requester or someone with Manage Messages)."""
-
-    def __init__(self, job_id: str, label: str = "Delete") -> None:
-        super().__init__(
-            discord.ui.Button(
-                label=label, emoji="🗑️", style=discord.ButtonStyle.danger, custom_id=f"kx:delete:{job_id}"
-            )
+    def __init__(self, action: str, job_id: str, locale: str | None = None) -> None:
+        label, emoji, style = BUTTONS[action]
+        button: discord.ui.Button[Any] = discord.ui.Button(
+            label=t(label, locale), emoji=emoji, style=style, custom_id=f"kx:{action}:{job_id}"
         )
+        super().__init__(button)
+        self.action = action
         self.job_id = job_id
 
     @classmethod
     async def from_custom_id(
         cls, interaction: discord.Interaction, item: Any, match: re.Match[str]
-    ) -> DeleteButton:
-        return cls(match["job"])
+    ) -> JobButton:
+        return cls(match["action"], match["job"])
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        await _bot(interaction).get_cog("EditCog").delete_result(interaction, self.job_id)  # type: ignore[union-attr]
+        cog = _bot(interaction).get_cog("EditCog")
+        assert isinstance(cog, EditCog)
+        handler = {"reroll": cog.reroll, "again": cog.edit_again, "delete": cog.delete_result}[self.action]
+        await handler(interaction, self.job_id)
 
 
 def result_view(job: m.JobRecord) -> discord.ui.View:
-    """Buttons under a result; they survive restarts because the job id is in each custom_id."""
+    """Re-roll, Edit again and Delete under a result."""
     view = discord.ui.View(timeout=None)
-    view.add_item(RerollButton(job.id, t("button_reroll", job.locale)))
-    view.add_item(EditAgainButton(job.id, t("button_edit_again", job.locale)))
-    view.add_item(DeleteButton(job.id, t("button_delete", job.locale)))
+    for action in BUTTONS:
+        view.add_item(JobButton(action, job.id, job.locale))
     return view
 
 
@@ -165,12 +139,12 @@ class EditCog(commands.Cog):
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.menu)
-        self.bot.add_dynamic_items(RerollButton, EditAgainButton, DeleteButton)
+        self.bot.add_dynamic_items(JobButton)
         self.bot.result_view_factory = result_view
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
-        self.bot.remove_dynamic_items(RerollButton, EditAgainButton, DeleteButton)
+        self.bot.remove_dynamic_items(JobButton)
 
     @app_commands.command(name="edit", description="Edit an image with AI: attach it and say what to change")
     @app_commands.describe(
