@@ -18,7 +18,9 @@ COPY pyproject.toml README.md ./
 COPY bot.py ./
 COPY kontext ./kontext
 COPY cogs ./cogs
-RUN pip install --no-cache-dir .
+# versions are bounded in pyproject.toml; the heic extra adds HEIC/HEIF input support (iPhone photos)
+# hadolint ignore=DL3013
+RUN pip install --no-cache-dir ".[heic]"
 
 USER 10001:10001
 VOLUME ["/data"]
