@@ -7,6 +7,7 @@ log line. Downloads, decoding and hosting happen in the job runner, after the de
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -218,11 +219,10 @@ class Intake:
                 await self.runner.start_job(job)
             except KontextError as exc:
                 log.warning("could not start the job: %s", exc.detail)
-                await interaction.followup.send(error_text(exc, locale), ephemeral=True)
-                try:
+                # remove the public "thinking" message first, so the notice can be private
+                with contextlib.suppress(discord.HTTPException):
                     await interaction.delete_original_response()
-                except discord.HTTPException:
-                    pass
+                await self.refuse(interaction, error_text(exc, locale))
                 return None
             log.info(
                 "accepted /%s from user %s in channel %s (model=%s size=%s)",

@@ -222,3 +222,20 @@ async def test_chinese_locale_gets_chinese_replies(world: World) -> None:
     inter = await world.edit(prompt="把背景换成海滩", locale="zh-CN")
     text = await world.failure_of(inter)
     assert "图像服务无法完成此编辑：内容审核未通过" in text
+
+
+async def test_job_that_cannot_start_after_the_defer_is_refused_privately(world: World) -> None:
+    """The runner can stop accepting between the checks and the start (e.g. SIGTERM arrives)."""
+    bot = await world.start_bot()
+    original_start = bot.runner.start_job
+
+    async def stop_then_start(job: object) -> None:
+        bot.runner.accepting = False
+        await original_start(job)
+
+    bot.runner.start_job = stop_then_start
+    inter = await world.edit()
+    text = await world.failure_of(inter)
+    assert "restarting" in text
+    assert inter.original_deleted and all(f.ephemeral for f in inter.followups)
+    assert world.apimart.submissions == []
