@@ -185,8 +185,11 @@ class World:
         )
 
     async def result_of(self, inter: FakeInteraction, timeout: float = 20.0) -> FakeMessage:
-        """Wait for the status message to become a result (attachment + embed)."""
-        return await inter.wait_for_original(lambda m: bool(m.attachments and m.embeds), timeout=timeout)
+        """Wait for the status message to become a result (attachment + embed) and for the bot to
+        finish its bookkeeping (state, metrics, clean-up), which follows the post."""
+        result = await inter.wait_for_original(lambda m: bool(m.attachments and m.embeds), timeout=timeout)
+        await self._settle(timeout)
+        return result
 
     async def failure_of(self, inter: FakeInteraction, timeout: float = 20.0) -> str:
         """Wait for a failure: the public status line (❌ …) or an ephemeral follow-up; returns its text."""
@@ -199,7 +202,14 @@ class World:
                 return i.original.content
             return None
 
-        return await inter.wait_for(check, timeout=timeout)
+        text = await inter.wait_for(check, timeout=timeout)
+        await self._settle(timeout)
+        return text
+
+    async def _settle(self, timeout: float) -> None:
+        """Let an in-process bot finish the bookkeeping that follows a post (no-op for a subprocess bot)."""
+        if self.bots and not self.bots[-1].is_closed():
+            await asyncio.wait_for(self.bots[-1].runner.wait_idle(), timeout)
 
     def ephemeral_reply(self, inter: FakeInteraction) -> str | None:
         """Text of an ephemeral reply (immediate response or follow-up), if any."""
