@@ -25,6 +25,16 @@ async def wait_for_state(data_dir: Path, state: str, timeout: float = 20.0, job_
     raise TimeoutError(f"no job reached {state}: {job_states(data_dir)}")
 
 
+async def stopped_mid_poll(world: World, duration: float) -> tuple[FakeInteraction, str]:
+    """Start a bot, run one /edit until its task id is stored, then stop the bot cleanly."""
+    await world.start_bot()
+    world.apimart.script(duration=duration)
+    inter = await world.edit()
+    job_id = await wait_for_state(world.data_dir, "submitted")
+    await world.stop_bot()
+    return inter, job_id
+
+
 def result_posts(inter: FakeInteraction, world: World) -> int:
     """How many times a result image was posted for this interaction (original edits + late channel posts)."""
     edits = sum(1 for e in inter.original_edits if e.message.embeds and e.message.attachments)
@@ -88,11 +98,7 @@ async def test_job_caught_mid_submit_is_failed_never_resubmitted(world: World) -
 
 
 async def test_expired_token_delivers_to_the_channel_with_a_mention(world: World) -> None:
-    await world.start_bot()
-    world.apimart.script(duration=1.5)
-    inter = await world.edit()
-    job_id = await wait_for_state(world.data_dir, "submitted")
-    await world.stop_bot()
+    inter, job_id = await stopped_mid_poll(world, 1.5)
     world.discord.expire_interaction(inter)
 
     await world.start_bot()
@@ -113,11 +119,7 @@ async def test_expired_token_delivers_to_the_channel_with_a_mention(world: World
 
 
 async def test_late_delivery_into_a_deleted_channel_is_a_recorded_failure(world: World) -> None:
-    await world.start_bot()
-    world.apimart.script(duration=1.0)
-    inter = await world.edit()
-    job_id = await wait_for_state(world.data_dir, "submitted")
-    await world.stop_bot()
+    inter, job_id = await stopped_mid_poll(world, 1.0)
     world.discord.expire_interaction(inter)
     world.discord.delete_channel(world.channel.id)
 
