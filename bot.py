@@ -25,23 +25,23 @@ from aiohttp import web
 from discord.ext import commands
 from dotenv import load_dotenv
 
-from kontext.apimart import ApimartClient
+from kontext.adapters.apimart.client import ApimartClient
 from kontext.config import ConfigError, Settings, load_settings
-from kontext.discord_reporter import DiscordReporter
-from kontext.hosting import LocalHost, build_host
-from kontext.image_worker import ImageWorker
-from kontext.intake import Intake
-from kontext.jobs import JobRunner
-from kontext.logs import setup_logging
-from kontext.metrics import Metrics
-from kontext.models import JobRecord
-from kontext.moderation import Moderation
-from kontext.modlog import ModLog
-from kontext.policy import BotDefaults
-from kontext.polling import PollSchedule
-from kontext.store import SqliteStore
-from kontext.translator import KontextTranslator
-from kontext.web import build_app, start_web
+from kontext.adapters.discord.reporter import DiscordReporter
+from kontext.adapters.hosting import LocalHost, build_host
+from kontext.adapters.images.worker import ImageWorker
+from kontext.adapters.discord.interactions import Intake
+from kontext.services.runner import JobRunner
+from kontext.support.logs import setup_logging
+from kontext.support.metrics import Metrics
+from kontext.domain.jobs import JobRecord
+from kontext.services.moderation import Moderation
+from kontext.adapters.discord.modlog import ModLog
+from kontext.domain.policy import BotDefaults
+from kontext.domain.poll_schedule import PollSchedule
+from kontext.adapters.storage.sqlite import SqliteStore
+from kontext.adapters.discord.translator import KontextTranslator
+from kontext.adapters.web.app import build_app, start_web
 
 log = logging.getLogger("kontext.bot")
 

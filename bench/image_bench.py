@@ -21,8 +21,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kontext.image_worker import ImageWorker
-from kontext.images import ImageLimits, normalise_image
+from kontext.adapters.images.worker import ImageWorker
+from kontext.adapters.images.processing import ImageLimits, normalise_image
 
 LIMITS = ImageLimits(max_bytes=200 * 1024 * 1024, max_pixels=50_000_000, target_pixels=2_000_000)
 

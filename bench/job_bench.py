@@ -4,7 +4,7 @@
 
 The bot is started exactly like the end-to-end tests do (:class:`tests.harness.World`,
 ``bot.create_bot(settings, poll_schedule=...)``, real cogs, discord.py, aiohttp and SQLite), with the
-DEFAULT adaptive :class:`~kontext.polling.PollSchedule` scaled by ``--scale`` and the fake's task
+DEFAULT adaptive :class:`~kontext.domain.poll_schedule.PollSchedule` scaled by ``--scale`` and the fake's task
 durations (5-40 s, estimate off by up to ±30 %) scaled by the same factor, so polls per job equal
 those of real time while the run takes a twentieth of it. ``STATUS_UPDATE_INTERVAL_SECONDS`` is the
 default (1.5 s) scaled the same way.
@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
 
-from kontext.polling import PollSchedule  # noqa: E402
+from kontext.domain.poll_schedule import PollSchedule  # noqa: E402
 from tests.fakes.apimart_fake import FakeApimart  # noqa: E402
 from tests.fakes.discord_fake import FakeDiscord, FakeInteraction  # noqa: E402
 from tests.harness import API_KEY, TOKEN, World  # noqa: E402

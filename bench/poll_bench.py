@@ -1,8 +1,8 @@
-"""Polls per job and detection latency of :class:`kontext.polling.PollSchedule` (pure simulation).
+"""Polls per job and detection latency of :class:`kontext.domain.poll_schedule.PollSchedule` (pure simulation).
 
 Run: ``python bench/poll_bench.py`` (``--smoke`` is accepted and changes nothing: it is already
 instant). No sleeping and no network: each job is simulated with
-:func:`kontext.polling.simulate` (first poll at submission, 10 % of the job queued, progress linear).
+:func:`kontext.domain.poll_schedule.simulate` (first poll at submission, 10 % of the job queued, progress linear).
 The adaptive schedule is compared with fixed 1 s / 2 s / 5 s intervals on the same jobs. Each job
 is run at several sub-second offsets of its duration (whole-second durations would flatter the
 fixed intervals); figures are means over the offsets, "max" is the worst offset.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kontext.polling import PollSchedule, SimResult, simulate
+from kontext.domain.poll_schedule import PollSchedule, SimResult, simulate
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from discord import app_commands
 from discord.app_commands import Choice
 from discord.ext import commands
 
-from kontext import models as m
+from kontext.domain import jobs as m
 from kontext.config import SIZES
 from kontext.i18n import t
-from kontext.intake import IMAGE_EXTENSIONS, MAX_PROMPT_CHARS, EditOptions
+from kontext.adapters.discord.interactions import IMAGE_EXTENSIONS, MAX_PROMPT_CHARS, EditOptions
 
 if TYPE_CHECKING:
     from bot import KontextBot
@@ -131,7 +131,7 @@ def first_image(message: discord.Message) -> discord.Attachment | None:
 
 
 class EditCog(commands.Cog):
-    """The user-facing commands; all decisions are made in :mod:`kontext.intake` and the runner."""
+    """The user-facing commands; all decisions are made in :mod:`kontext.adapters.discord.interactions` and the runner."""
 
     def __init__(self, bot: KontextBot) -> None:
         self.bot = bot

@@ -11,9 +11,9 @@ from discord.app_commands import Choice
 from discord.ext import commands
 
 from kontext.config import MODELS
-from kontext.guild_settings import GuildSettings, SettingsError
+from kontext.domain.guild_settings import GuildSettings, SettingsError
 from kontext.i18n import error_text, t
-from kontext.policy import next_reset
+from kontext.domain.policy import next_reset
 
 if TYPE_CHECKING:
     from bot import KontextBot

@@ -16,7 +16,7 @@ from PIL import Image
 
 import bot as bot_module
 from kontext.config import load_settings
-from kontext.polling import PollSchedule
+from kontext.domain.poll_schedule import PollSchedule
 from tests.fakes.apimart_fake import FakeApimart
 from tests.fakes.discord_fake import FakeDiscord, FakeInteraction, FakeMessage
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from kontext.apimart import (
+from kontext.adapters.apimart.client import (
     ApimartClient,
     GenerationRequest,
     TaskStatus,
@@ -27,7 +27,7 @@ from kontext.apimart import (
     parse_submit_response,
     parse_task,
 )
-from kontext.errors import (
+from kontext.domain.errors import (
     ApiAuthError,
     ApiBadRequest,
     ApiBalanceError,
@@ -42,7 +42,7 @@ from kontext.errors import (
     TaskTimedOut,
     UnknownTaskStatus,
 )
-from kontext.polling import PollSchedule
+from kontext.domain.poll_schedule import PollSchedule
 from tests.fakes.apimart_fake import FakeApimart
 
 FAST = PollSchedule().scaled(0.01)

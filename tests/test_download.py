@@ -1,4 +1,4 @@
-"""kontext.download against a local aiohttp server on 127.0.0.1."""
+"""kontext.adapters.http.download against a local aiohttp server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from kontext import download
-from kontext.download import (
+from kontext.adapters.http import download as download
+from kontext.adapters.http.download import (
     DownloadFailed,
     DownloadRefused,
     DownloadTooLarge,

@@ -16,7 +16,7 @@ from typing import Any
 import discord.webhook.async_ as webhook_async
 import pytest
 
-from kontext.download import CHUNK_SIZE
+from kontext.adapters.http.download import CHUNK_SIZE
 from tests.fakes.discord_fake import FakeInteraction, FakeMessage
 from tests.harness import World, make_image
 from tests.test_e2e_hostile import CountingSession

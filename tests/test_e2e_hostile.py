@@ -22,7 +22,7 @@ import pytest
 from aiohttp import web
 from PIL import ExifTags, Image
 
-from kontext.download import CHUNK_SIZE
+from kontext.adapters.http.download import CHUNK_SIZE
 from tests.harness import World, decode, inverted, job_states, make_image, mean_abs_diff
 
 RED, GREEN, BLUE = (220, 20, 20), (20, 200, 20), (20, 20, 220)

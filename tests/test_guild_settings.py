@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from kontext.config import MODELS
-from kontext.guild_settings import (
+from kontext.domain.guild_settings import (
     MAX_BLOCKLIST_ENTRIES,
     MAX_COOLDOWN_S,
     MAX_QUOTA,
@@ -20,7 +20,7 @@ from kontext.guild_settings import (
     SettingsError,
 )
 from kontext.i18n import error_text
-from kontext.textnorm import compile_pattern, find_blocked, is_whole_word, normalise_light, normalise_text
+from kontext.domain.blocklist import compile_pattern, find_blocked, is_whole_word, normalise_light, normalise_text
 
 PRO, MAX = "flux-kontext-pro", "flux-kontext-max"
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -219,7 +219,7 @@ FROM_DICT_CASES: list[tuple[str, Any, dict[str, Any]]] = [
     ("data", "expect"), [c[1:] for c in FROM_DICT_CASES], ids=[c[0] for c in FROM_DICT_CASES]
 )
 def test_from_dict_tolerant(data: Any, expect: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="kontext.guild_settings"):
+    with caplog.at_level(logging.WARNING, logger="kontext.domain.guild_settings"):
         s = GuildSettings.from_dict(data)
     expected = {**GuildSettings().to_dict(), **expect}
     assert s.to_dict() == expected
@@ -227,7 +227,7 @@ def test_from_dict_tolerant(data: Any, expect: dict[str, Any], caplog: pytest.Lo
 
 
 def test_from_dict_logs_what_it_drops(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="kontext.guild_settings"):
+    with caplog.at_level(logging.WARNING, logger="kontext.domain.guild_settings"):
         GuildSettings.from_dict({"safety": 42, "blocklist": ["*"]})
     text = caplog.text
     assert "safety" in text and "block-list" in text
@@ -267,11 +267,11 @@ stored_data = (
 @FAST
 @given(stored_data)
 def test_from_dict_never_raises_and_is_valid(data: Any) -> None:
-    logging.getLogger("kontext.guild_settings").disabled = True
+    logging.getLogger("kontext.domain.guild_settings").disabled = True
     try:
         s = GuildSettings.from_dict(data)
     finally:
-        logging.getLogger("kontext.guild_settings").disabled = False
+        logging.getLogger("kontext.domain.guild_settings").disabled = False
     assert_valid(s)
     assert GuildSettings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
 

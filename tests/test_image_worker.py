@@ -1,4 +1,4 @@
-"""kontext.image_worker: image work runs in its own threads, bounded, and never on the event loop."""
+"""kontext.adapters.images.worker: image work runs in its own threads, bounded, and never on the event loop."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import time
 import pytest
 from PIL import Image
 
-from kontext import image_worker, images
-from kontext.errors import NotAnImage
-from kontext.image_worker import ImageWorker
-from kontext.images import ImageLimits, NormalisedImage
+from kontext.adapters.images import worker as image_worker
+from kontext.adapters.images import processing as images
+from kontext.domain.errors import NotAnImage
+from kontext.adapters.images.worker import ImageWorker
+from kontext.adapters.images.processing import ImageLimits, NormalisedImage
 
 
 def big_jpeg() -> bytes:

@@ -1,4 +1,4 @@
-"""kontext.images against a corpus generated here (no files are downloaded or shipped)."""
+"""kontext.adapters.images.processing against a corpus generated here (no files are downloaded or shipped)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import ExifTags, Image, ImageCms, PngImagePlugin
 
-from kontext import images
-from kontext.errors import (
+from kontext.adapters.images import processing as images
+from kontext.domain.errors import (
     BrokenImage,
     ImageBadShape,
     ImageBomb,
@@ -23,7 +23,7 @@ from kontext.errors import (
     ResultError,
     ResultTooLarge,
 )
-from kontext.images import ImageLimits, fit_result, normalise_image, thumbnail
+from kontext.adapters.images.processing import ImageLimits, fit_result, normalise_image, thumbnail
 
 LIMITS = ImageLimits()  # 20 MiB, 50 MP cap, 2 MP target, min side 64, 7:3
 RED, GREEN, BLUE = (220, 20, 20), (20, 200, 20), (20, 20, 220)
@@ -503,9 +503,9 @@ def test_huge_image_is_downscaled_to_target(fmt: str) -> None:
 
 
 def test_debug_log_line(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("DEBUG", logger="kontext.images")
+    caplog.set_level("DEBUG", logger="kontext.adapters.images.processing")
     normalise_image(encode(quadrants(300, 200), "PNG"), LIMITS)
-    [record] = [r for r in caplog.records if r.name == "kontext.images"]
+    [record] = [r for r in caplog.records if r.name == "kontext.adapters.images.processing"]
     assert "PNG RGB 300x200" in record.getMessage() and "-> jpg 300x200" in record.getMessage()
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from kontext.hosting.local import LocalHost, load_secret
-from kontext.metrics import Metrics
-from kontext.web import build_app, start_web
+from kontext.adapters.hosting.local import LocalHost, load_secret
+from kontext.support.metrics import Metrics
+from kontext.adapters.web.app import build_app, start_web
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 

@@ -1,4 +1,4 @@
-"""Table-driven tests of the moderation policy (kontext.policy) and block-list matching."""
+"""Table-driven tests of the moderation policy (kontext.domain.policy) and block-list matching."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from kontext.guild_settings import GuildSettings, SettingsError
+from kontext.domain.guild_settings import GuildSettings, SettingsError
 from kontext.i18n import EN, MESSAGES, ZH, t
-from kontext.policy import Allowed, BotDefaults, Denied, RequestFacts, decide, next_reset, utc_day
-from kontext.textnorm import find_blocked
+from kontext.domain.policy import Allowed, BotDefaults, Denied, RequestFacts, decide, next_reset, utc_day
+from kontext.domain.blocklist import find_blocked
 
 PRO, MAX = "flux-kontext-pro", "flux-kontext-max"
 NOW = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC

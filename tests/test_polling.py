@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kontext.apimart import TaskStatus
-from kontext.polling import PollSchedule, simulate
+from kontext.adapters.apimart.client import TaskStatus
+from kontext.domain.poll_schedule import PollSchedule, simulate
 
 S = PollSchedule()
 

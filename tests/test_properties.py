@@ -19,10 +19,10 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from kontext import models as m
+from kontext.domain import jobs as m
 from kontext.config import ConfigError, load_settings
-from kontext.discord_reporter import DiscordReporter, result_embed
-from kontext.errors import (
+from kontext.adapters.discord.reporter import DiscordReporter, result_embed
+from kontext.domain.errors import (
     ApiBadRequest,
     DeliveryError,
     ImageBomb,
@@ -31,8 +31,8 @@ from kontext.errors import (
     ResultError,
     TaskFailed,
 )
-from kontext.images import FittedResult
-from kontext.intake import MAX_PROMPT_CHARS, Refusal, clean_prompt
+from kontext.adapters.images.processing import FittedResult
+from kontext.adapters.discord.interactions import MAX_PROMPT_CHARS, Refusal, clean_prompt
 from tests.fakes.discord_fake import FakeInteraction, FakeMessage
 from tests.harness import World, make_image
 

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from kontext.errors import BusyError
-from kontext.scheduler import FairScheduler
+from kontext.domain.errors import BusyError
+from kontext.domain.fair_queue import FairScheduler
 
 
 async def test_caps_and_positions() -> None:

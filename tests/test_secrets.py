@@ -2,7 +2,7 @@
 database or the web server's answers; interaction tokens are not kept once a job has ended.
 
 Logs are captured RAW (every logger, DEBUG, before any filter), so the bot's own code is checked, not
-only the scrubbing filter; the filter itself (kontext.logs.JobFilter, installed by setup_logging) is
+only the scrubbing filter; the filter itself (kontext.support.logs.JobFilter, installed by setup_logging) is
 checked separately, and once through a real ``python bot.py`` process.
 """
 
@@ -24,7 +24,7 @@ import pytest
 
 import bot as bot_module
 from kontext.config import load_settings
-from kontext.logs import JobFilter, JsonFormatter, job_context
+from kontext.support.logs import JobFilter, JsonFormatter, job_context
 from tests.fakes.discord_fake import FakeInteraction
 from tests.harness import API_KEY, ROOT, TOKEN, World, make_image
 

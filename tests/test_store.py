@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kontext import models as m
-from kontext.store import MIGRATIONS, SqliteStore
+from kontext.domain import jobs as m
+from kontext.adapters.storage.sqlite import MIGRATIONS, SqliteStore
 
 
 def make_job(**overrides: object) -> m.JobRecord:

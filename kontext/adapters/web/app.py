@@ -8,10 +8,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from kontext.hosting.local import CONTENT_TYPES, LocalHost
-from kontext.metrics import Metrics
+from kontext.adapters.hosting.local import CONTENT_TYPES, LocalHost
+from kontext.support.metrics import Metrics
 
-log = logging.getLogger("kontext.web")
+log = logging.getLogger("kontext.adapters.web.app")
 
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",

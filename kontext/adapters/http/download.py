@@ -8,7 +8,7 @@ followed by hand (at most ``max_redirects``), each hop re-checked; the body is c
 Content-Length up front and by a running count while streaming (also after gzip decoding); one
 overall timeout covers all hops and the body.
 
-The exceptions here are plain (no user wording); callers map them to :mod:`kontext.errors`.
+The exceptions here are plain (no user wording); callers map them to :mod:`kontext.domain.errors`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Final
 import aiohttp
 from yarl import URL
 
-log = logging.getLogger("kontext.download")
+log = logging.getLogger("kontext.adapters.http.download")
 
 __all__ = [
     "DownloadError",

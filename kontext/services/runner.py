@@ -18,11 +18,11 @@ from typing import Protocol
 
 import aiohttp
 
-from kontext import models as m
-from kontext.apimart import ApimartClient, GenerationRequest, TaskStatus
+from kontext.domain import jobs as m
+from kontext.adapters.apimart.client import ApimartClient, GenerationRequest, TaskStatus
 from kontext.config import Settings
-from kontext.download import DownloadError, DownloadTooLarge, download_capped
-from kontext.errors import (
+from kontext.adapters.http.download import DownloadError, DownloadTooLarge, download_capped
+from kontext.domain.errors import (
     BusyError,
     ImageDownloadFailed,
     ImageTooLarge,
@@ -32,17 +32,17 @@ from kontext.errors import (
     ShuttingDown,
     TaskTimedOut,
 )
-from kontext.hosting.base import ImageHost
+from kontext.adapters.hosting.base import ImageHost
 from kontext.i18n import t
-from kontext.image_worker import ImageWorker
-from kontext.images import FittedResult, ImageLimits
-from kontext.logs import job_context
-from kontext.metrics import Metrics
-from kontext.polling import PollSchedule
-from kontext.scheduler import FairScheduler
-from kontext.store import Store
+from kontext.adapters.images.worker import ImageWorker
+from kontext.adapters.images.processing import FittedResult, ImageLimits
+from kontext.support.logs import job_context
+from kontext.support.metrics import Metrics
+from kontext.domain.poll_schedule import PollSchedule
+from kontext.domain.fair_queue import FairScheduler
+from kontext.adapters.storage.sqlite import Store
 
-log = logging.getLogger("kontext.jobs")
+log = logging.getLogger("kontext.services.runner")
 
 #: Seconds a resumed job with a task id may still poll even if its deadline passed while down.
 RESUME_GRACE_S = 120.0

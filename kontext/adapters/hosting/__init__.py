@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from kontext.apimart import ApimartClient
+from kontext.adapters.apimart.client import ApimartClient
 from kontext.config import Settings
-from kontext.hosting.apimart import ApimartHost
-from kontext.hosting.base import HostedImage, ImageHost, StatusAttacher
-from kontext.hosting.discord import DiscordHost
-from kontext.hosting.local import LocalHost, load_secret
+from kontext.adapters.hosting.apimart import ApimartHost
+from kontext.adapters.hosting.base import HostedImage, ImageHost, StatusAttacher
+from kontext.adapters.hosting.discord import DiscordHost
+from kontext.adapters.hosting.local import LocalHost, load_secret
 
 __all__ = ["HostedImage", "ImageHost", "LocalHost", "StatusAttacher", "build_host"]
 

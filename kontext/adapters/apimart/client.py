@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from kontext.errors import (
+from kontext.domain.errors import (
     ApiAuthError,
     ApiBadRequest,
     ApiBalanceError,
@@ -43,7 +43,7 @@ from kontext.errors import (
     TaskTimedOut,
     UnknownTaskStatus,
 )
-from kontext.polling import PollSchedule
+from kontext.domain.poll_schedule import PollSchedule
 
 __all__ = [
     "ApimartClient",
@@ -56,7 +56,7 @@ __all__ = [
     "parse_task",
 ]
 
-log = logging.getLogger("kontext.apimart")
+log = logging.getLogger("kontext.adapters.apimart.client")
 
 MAX_MESSAGE_CHARS = 300
 MAX_BODY_BYTES = 2 * 1024 * 1024  # API replies are small JSON documents

@@ -38,8 +38,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kontext.config import MODELS
-from kontext.guild_settings import SAFETY_MAX, SAFETY_MIN, GuildSettings
-from kontext.textnorm import find_blocked
+from kontext.domain.guild_settings import SAFETY_MAX, SAFETY_MIN, GuildSettings
+from kontext.domain.blocklist import find_blocked
 
 DAY_S = 86_400
 #: At most this many channel / role mentions are listed in a denial.

@@ -16,11 +16,11 @@ from collections.abc import Callable
 
 import discord
 
-from kontext.errors import DeliveryError, KontextError
+from kontext.domain.errors import DeliveryError, KontextError
 from kontext.i18n import error_text, t
-from kontext.images import FittedResult
-from kontext.jobs import Delivered
-from kontext.models import KIND_IMAGINE, JobRecord
+from kontext.adapters.images.processing import FittedResult
+from kontext.services.runner import Delivered
+from kontext.domain.jobs import KIND_IMAGINE, JobRecord
 
 log = logging.getLogger("kontext.discord")
 
@@ -53,7 +53,7 @@ def result_embed(job: JobRecord, elapsed: float, filename: str) -> discord.Embed
 
 
 class DiscordReporter:
-    """Implements :class:`kontext.jobs.Reporter` with discord.py webhooks and channel messages."""
+    """Implements :class:`kontext.services.runner.Reporter` with discord.py webhooks and channel messages."""
 
     def __init__(
         self, client: discord.Client, job: JobRecord, view_factory: ViewFactory | None = None

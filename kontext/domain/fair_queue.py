@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from kontext.errors import BusyError
+from kontext.domain.errors import BusyError
 
 PositionCallback = Callable[[int], Awaitable[None]]
 

@@ -17,10 +17,10 @@ import secrets
 import time
 from pathlib import Path
 
-from kontext.errors import HostingError
-from kontext.hosting.base import HostedImage, StatusAttacher
+from kontext.domain.errors import HostingError
+from kontext.adapters.hosting.base import HostedImage, StatusAttacher
 
-log = logging.getLogger("kontext.hosting.local")
+log = logging.getLogger("kontext.adapters.hosting.local")
 
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg"}
 _NAME_RE = re.compile(r"^[0-9a-f]{32}$")

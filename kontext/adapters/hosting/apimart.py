@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from kontext.apimart import ApimartClient
-from kontext.errors import ApiError, HostingError
-from kontext.hosting.base import HostedImage, StatusAttacher
+from kontext.adapters.apimart.client import ApimartClient
+from kontext.domain.errors import ApiError, HostingError
+from kontext.adapters.hosting.base import HostedImage, StatusAttacher
 
 
 class ApimartHost:

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from kontext.config import MODELS
-from kontext.errors import KontextError
-from kontext.textnorm import compile_pattern
+from kontext.domain.errors import KontextError
+from kontext.domain.blocklist import compile_pattern
 
-log = logging.getLogger("kontext.guild_settings")
+log = logging.getLogger("kontext.domain.guild_settings")
 
 SAFETY_MIN = 0
 SAFETY_MAX = 6
@@ -58,7 +58,7 @@ class GuildSettings:
     channels: list[int] = field(default_factory=list)
     #: Allow-list of role ids; empty = everyone.
     roles: list[int] = field(default_factory=list)
-    #: Block-list entries (see :mod:`kontext.textnorm`).
+    #: Block-list entries (see :mod:`kontext.domain.blocklist`).
     blocklist: list[str] = field(default_factory=list)
     #: Seconds between two jobs of one user; 0 = off.
     cooldown_s: int = 0

@@ -1,6 +1,6 @@
 """Per-server moderation as a service: cached settings, atomic admit-and-count, daily usage.
 
-The decision itself is the pure :func:`kontext.policy.decide`; this module feeds it the stored
+The decision itself is the pure :func:`kontext.domain.policy.decide`; this module feeds it the stored
 settings and today's usage, and counts an admitted request in the same critical section so two
 simultaneous requests cannot both slip under a quota.
 """
@@ -14,11 +14,11 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
-from kontext.guild_settings import GuildSettings
-from kontext.policy import Allowed, BotDefaults, Denied, RequestFacts, decide, utc_day
-from kontext.store import Store
+from kontext.domain.guild_settings import GuildSettings
+from kontext.domain.policy import Allowed, BotDefaults, Denied, RequestFacts, decide, utc_day
+from kontext.adapters.storage.sqlite import Store
 
-log = logging.getLogger("kontext.moderation")
+log = logging.getLogger("kontext.services.moderation")
 
 DM_GUILD = 0  # usage rows for direct messages
 
@@ -56,7 +56,7 @@ class Moderation:
         return cached
 
     async def change(self, guild_id: int, **changes: Any) -> GuildSettings:
-        """Validate and persist changes; raises :class:`kontext.guild_settings.SettingsError`."""
+        """Validate and persist changes; raises :class:`kontext.domain.guild_settings.SettingsError`."""
         async with self._lock(guild_id):
             updated = (await self.settings(guild_id)).with_changes(**changes)
             await self.store.put_guild_settings(guild_id, updated.to_dict())

@@ -15,17 +15,17 @@ from dataclasses import dataclass
 import aiohttp
 import discord
 
-from kontext import models as m
+from kontext.domain import jobs as m
 from kontext.config import Settings
-from kontext.errors import BusyError, ImageTooLarge, KontextError, ShuttingDown
+from kontext.domain.errors import BusyError, ImageTooLarge, KontextError, ShuttingDown
 from kontext.i18n import error_text, t
-from kontext.jobs import JobRunner
-from kontext.logs import job_context
-from kontext.moderation import Moderation
-from kontext.modlog import ModLog
-from kontext.policy import Denied, RequestFacts
+from kontext.services.runner import JobRunner
+from kontext.support.logs import job_context
+from kontext.services.moderation import Moderation
+from kontext.adapters.discord.modlog import ModLog
+from kontext.domain.policy import Denied, RequestFacts
 
-log = logging.getLogger("kontext.intake")
+log = logging.getLogger("kontext.adapters.discord.interactions")
 
 MAX_PROMPT_CHARS = 1800
 IMAGE_EXTENSIONS = (

@@ -15,12 +15,12 @@ from typing import Any
 
 import discord
 
-from kontext.image_worker import ImageWorker
-from kontext.models import DONE, JobRecord
-from kontext.moderation import Moderation
-from kontext.policy import Denied
+from kontext.adapters.images.worker import ImageWorker
+from kontext.domain.jobs import DONE, JobRecord
+from kontext.services.moderation import Moderation
+from kontext.domain.policy import Denied
 
-log = logging.getLogger("kontext.modlog")
+log = logging.getLogger("kontext.adapters.discord.modlog")
 
 COLOURS = {"done": discord.Colour.green(), "failed": discord.Colour.red(), "denied": discord.Colour.orange()}
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from kontext.apimart import TaskStatus
+    from kontext.adapters.apimart.client import TaskStatus
 
 __all__ = ["PollSchedule", "SimResult", "simulate"]
 
@@ -167,9 +167,9 @@ def simulate(
 
     The job is queued for ``queue_time`` seconds, then runs until ``duration`` (both measured from
     submission); progress (if reported) grows linearly while running. The first poll happens at
-    submission (t = 0), like :meth:`kontext.apimart.ApimartClient.wait_for_task`.
+    submission (t = 0), like :meth:`kontext.adapters.apimart.client.ApimartClient.wait_for_task`.
     """
-    from kontext.apimart import TaskStatus
+    from kontext.adapters.apimart.client import TaskStatus
 
     t = 0.0
     times: list[float] = []

@@ -17,9 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from kontext.models import ACTIVE_STATES, FINAL_STATES, JobRecord
+from kontext.domain.jobs import ACTIVE_STATES, FINAL_STATES, JobRecord
 
-log = logging.getLogger("kontext.store")
+log = logging.getLogger("kontext.adapters.storage.sqlite")
 T = TypeVar("T")
 
 MIGRATIONS: list[str] = [

@@ -1,4 +1,4 @@
-"""Runs :mod:`kontext.images` in a small dedicated thread pool so the event loop never decodes pixels.
+"""Runs :mod:`kontext.adapters.images.processing` in a small dedicated thread pool so the event loop never decodes pixels.
 
 Inline, normalising a 12 MP photo stalls the loop for most of a second (DESIGN.md §5); here the loop
 only awaits a future. The semaphore admits at most ``max_threads`` jobs into the pool at a time:
@@ -16,8 +16,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from . import images
-from .images import FittedResult, ImageLimits, NormalisedImage
+from kontext.adapters.images import processing as images
+from kontext.adapters.images.processing import FittedResult, ImageLimits, NormalisedImage
 
 T = TypeVar("T")
 

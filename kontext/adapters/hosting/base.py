@@ -26,7 +26,7 @@ class ImageHost(Protocol):
     async def put(
         self, job_id: str, data: bytes, content_type: str, extension: str, attach: StatusAttacher | None
     ) -> HostedImage:
-        """Publish ``data``; raise :class:`kontext.errors.HostingError` on failure."""
+        """Publish ``data``; raise :class:`kontext.domain.errors.HostingError` on failure."""
         ...
 
     async def delete(self, handle: str | None) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kontext.errors import KontextError
+from kontext.domain.errors import KontextError
 
 EN = "en"
 ZH = "zh"
@@ -81,7 +81,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "button_reroll": {EN: "Re-roll", ZH: "重新生成"},
     "button_edit_again": {EN: "Edit again", ZH: "继续编辑"},
     "button_delete": {EN: "Delete", ZH: "删除"},
-    # --- errors (codes from kontext.errors) ---
+    # --- errors (codes from kontext.domain.errors) ---
     "internal": {
         EN: "Something went wrong on my side. The operator has been told.",
         ZH: "我这边出了点问题，已通知管理员。",
@@ -191,7 +191,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         EN: "You already have {count} edits running. Please wait for one to finish.",
         ZH: "你已有 {count} 个编辑正在进行，请等待完成后再试。",
     },
-    # --- moderation policy (codes from kontext.policy.Denied) ---
+    # --- moderation policy (codes from kontext.domain.policy.Denied) ---
     "policy_dm_disabled": {EN: "I only work in servers.", ZH: "我只能在服务器中使用。"},
     "policy_channel": {
         EN: "I can't be used in this channel on this server. Try {channels}.",
@@ -221,7 +221,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         EN: "This server has used all {limit} edits for today. It resets <t:{reset_at}:R>.",
         ZH: "本服务器今天的 {limit} 次编辑额度已用完，将于 <t:{reset_at}:R> 重置。",
     },
-    # --- /kontext settings validation (codes from kontext.guild_settings.SettingsError) ---
+    # --- /kontext settings validation (codes from kontext.domain.guild_settings.SettingsError) ---
     "settings_safety_range": {
         EN: "The safety tolerance must be a whole number from {min} (strictest) to {max} (most permissive).",
         ZH: "安全容忍度必须是 {min}（最严格）到 {max}（最宽松）之间的整数。",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kontext.errors import HostingError
-from kontext.hosting.base import HostedImage, StatusAttacher
+from kontext.domain.errors import HostingError
+from kontext.adapters.hosting.base import HostedImage, StatusAttacher
 
 
 class DiscordHost:

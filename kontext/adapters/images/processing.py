@@ -1,6 +1,6 @@
 """Input validation and normalisation, result fitting and thumbnails (pure, synchronous, CPU-bound).
 
-Everything here runs in worker threads (see :mod:`kontext.image_worker`), never on the event loop.
+Everything here runs in worker threads (see :mod:`kontext.adapters.images.worker`), never on the event loop.
 
 Safety rules, in order, for every decode:
 
@@ -30,7 +30,7 @@ from typing import Final
 
 from PIL import Image, ImageFile
 
-from .errors import (
+from kontext.domain.errors import (
     BrokenImage,
     ImageBadShape,
     ImageBomb,
@@ -49,7 +49,7 @@ except (ImportError, OSError):  # pragma: no cover - Pillow built without Little
     ImageCms = None  # type: ignore[assignment]
     _SRGB = None
 
-log = logging.getLogger("kontext.images")
+log = logging.getLogger("kontext.adapters.images.processing")
 
 __all__ = [
     "FittedResult",

@@ -1,0 +1,1 @@
+"""The APIMart image provider (Flux Kontext): transport, reply parsing and error classification."""

@@ -1,0 +1,1 @@
+"""Outbound HTTP: capped, SSRF-safe downloads."""

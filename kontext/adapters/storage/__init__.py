@@ -1,0 +1,1 @@
+"""Persistence adapters behind the store port."""

@@ -1,0 +1,1 @@
+"""The bot's aiohttp web server: health, metrics and locally hosted files."""
