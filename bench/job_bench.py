@@ -57,7 +57,7 @@ from PIL import Image  # noqa: E402
 
 from kontext.domain.poll_schedule import PollSchedule  # noqa: E402
 from tests.fakes.apimart_fake import FakeApimart  # noqa: E402
-from tests.fakes.discord_fake import FakeDiscord, FakeInteraction  # noqa: E402
+from tests.fakes.discord import FakeDiscord, FakeInteraction  # noqa: E402
 from tests.harness import API_KEY, TOKEN, World  # noqa: E402
 
 T = TypeVar("T")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.apimart_fake import FakeApimart
-from tests.fakes.discord_fake import FakeDiscord
+from tests.fakes.discord import FakeDiscord
 from tests.harness import API_KEY, TOKEN, World
 
 

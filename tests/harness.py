@@ -18,7 +18,7 @@ import bot as bot_module
 from kontext.config import load_settings
 from kontext.domain.poll_schedule import PollSchedule
 from tests.fakes.apimart_fake import FakeApimart
-from tests.fakes.discord_fake import FakeDiscord, FakeInteraction, FakeMessage
+from tests.fakes.discord import FakeDiscord, FakeInteraction, FakeMessage
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "MTA1NjY3ODkwMTIzNDU2Nzg5.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.fakes.discord_fake import FakeInteraction, FakeMessage, Perm
+from tests.fakes.discord import FakeInteraction, FakeMessage, Perm
 from tests.harness import World, decode, inverted, make_image, mean_abs_diff
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.fakes.discord_fake import FakeInteraction
+from tests.fakes.discord import FakeInteraction
 from tests.harness import ROOT, World, decode, inverted, job_states, make_image, mean_abs_diff
 
 

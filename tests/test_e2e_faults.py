@@ -17,7 +17,7 @@ import discord.webhook.async_ as webhook_async
 import pytest
 
 from kontext.adapters.http.download import CHUNK_SIZE
-from tests.fakes.discord_fake import FakeInteraction, FakeMessage
+from tests.fakes.discord import FakeInteraction, FakeMessage
 from tests.harness import World, make_image
 from tests.test_e2e_hostile import CountingSession
 

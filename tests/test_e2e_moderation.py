@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.discord_fake import FakeInteraction, Perm
+from tests.fakes.discord import FakeInteraction, Perm
 from tests.harness import World, make_image
 
 

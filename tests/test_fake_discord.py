@@ -17,7 +17,7 @@ from discord import app_commands, ui
 from discord.ext import commands
 from PIL import Image, ImageOps
 
-from tests.fakes.discord_fake import FakeDiscord, FakeGuild, FakeInteraction, MessageFlags
+from tests.fakes.discord import FakeDiscord, FakeGuild, FakeInteraction, MessageFlags
 
 TOKEN = "MTIzNDU2Nzg5.fake.bot-token"
 

@@ -33,7 +33,7 @@ from kontext.domain.errors import (
 )
 from kontext.adapters.images.processing import FittedResult
 from kontext.adapters.discord.interactions import MAX_PROMPT_CHARS, Refusal, clean_prompt
-from tests.fakes.discord_fake import FakeInteraction, FakeMessage
+from tests.fakes.discord import FakeInteraction, FakeMessage
 from tests.harness import World, make_image
 
 REQUESTER = 111_222_333_444_555_666

@@ -25,7 +25,7 @@ import pytest
 import bot as bot_module
 from kontext.config import load_settings
 from kontext.support.logs import JobFilter, JsonFormatter, job_context
-from tests.fakes.discord_fake import FakeInteraction
+from tests.fakes.discord import FakeInteraction
 from tests.harness import API_KEY, ROOT, TOKEN, World, make_image
 
 WEBHOOK_EDIT = r"^/webhooks/\d+/[^/]+/messages/\d+$"

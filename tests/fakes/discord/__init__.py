@@ -1,0 +1,83 @@
+"""A loopback fake of Discord: gateway websocket, REST API and CDN on 127.0.0.1.
+
+The real discord.py client connects to it when pointed at it::
+
+    discord.http.Route.BASE = fake.api_base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
+
+It speaks Discord's documented wire formats (API v10, JSON gateway frames sent as TEXT): READY +
+GUILD_CREATE, heartbeats, RESUME with replay, INTERACTION_CREATE, interaction callbacks, interaction
+webhooks (``@original`` and follow-ups), channel messages (JSON or multipart ``payload_json`` +
+``files[n]``), application command sync, and a signed, expiring CDN for attachments.
+
+Every request is recorded in :attr:`FakeDiscord.requests`, every gateway frame in
+:attr:`FakeDiscord.gateway_log`; tests wait for state changes with :meth:`FakeDiscord.wait_until`,
+which wakes whenever the fake records something. Faults are scripted with :meth:`FakeDiscord.fail_next`,
+:meth:`FakeDiscord.deny`, :meth:`FakeDiscord.expire_interaction`, :meth:`FakeDiscord.disconnect_gateway`.
+
+Behaviour worth knowing (it mirrors Discord):
+
+* JSON responses carry exactly ``Content-Type: application/json`` and a ``Via`` header (discord.py only
+  retries a 429 when ``Via`` is present; without it, it assumes a Cloudflare ban).
+* Interactions must be acknowledged within ``ack_deadline`` seconds (3 s like Discord; ``None``
+  disables) or the callback answers 404 ``Unknown interaction`` (10062).
+* After a deferred reply (callback type 5), the FIRST follow-up does not create a new message: it
+  completes the loading original, which keeps the defer's ephemerality. Tests see this truthfully:
+  that follow-up is the same :class:`FakeMessage` object as ``inter.original``.
+* Uploads larger than the interaction's ``attachment_size_limit`` (or the guild's limit for channel
+  messages) answer 413 ``Request entity too large`` (40005).
+* Message bodies are validated (content <= 2000, embed limits, component limits, empty message) with
+  Discord's 400 ``Invalid Form Body`` (50035) shape, so mistakes fail like they would in production.
+* Without the GUILD_MEMBERS intent, GUILD_CREATE only lists the bot's own member; without
+  MESSAGE_CONTENT, other users' MESSAGE_CREATE events have empty content/embeds/attachments.
+
+Layout (one module per role; :class:`FakeDiscord` in :mod:`.fake` composes the mixins):
+
+* :mod:`.models` — flags, permission bits and the objects (users, guilds, channels, messages, attachments,
+  interactions); :mod:`.records` — what the fake records (requests, frames, callbacks, edits)
+* :mod:`.world` — creating and looking up objects, permissions, payload builders, ``wait_until``
+* :mod:`.rest` — REST routing and the simple routes; :mod:`.messages` — channel messages;
+  :mod:`.interactions` — interaction callbacks and webhooks; :mod:`.validation` — Discord's limits
+* :mod:`.gateway` — websocket sessions; :mod:`.cdn` — signed attachment URLs
+* :mod:`.faults` — scripted failures and rate limits; :mod:`.driver` — acting as users (slash, click …)
+"""
+
+from __future__ import annotations
+
+from .fake import FakeDiscord
+from .models import (
+    DEFAULT_ATTACHMENT_SIZE_LIMIT,
+    FakeAttachment,
+    FakeChannel,
+    FakeGuild,
+    FakeInteraction,
+    FakeMember,
+    FakeMessage,
+    FakeRole,
+    FakeUser,
+    Intents,
+    MessageFlags,
+    Perm,
+)
+from .records import CallbackRecord, EditRecord, GatewayFrame, RecordedFile, RecordedRequest
+
+__all__ = [
+    "DEFAULT_ATTACHMENT_SIZE_LIMIT",
+    "CallbackRecord",
+    "EditRecord",
+    "FakeAttachment",
+    "FakeChannel",
+    "FakeDiscord",
+    "FakeGuild",
+    "FakeInteraction",
+    "FakeMember",
+    "FakeMessage",
+    "FakeRole",
+    "FakeUser",
+    "GatewayFrame",
+    "Intents",
+    "MessageFlags",
+    "Perm",
+    "RecordedFile",
+    "RecordedRequest",
+]

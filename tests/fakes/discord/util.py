@@ -1,0 +1,59 @@
+"""Small helpers shared by the fake's modules (no state)."""
+
+from __future__ import annotations
+
+import io
+import mimetypes
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+
+def iso(ts: float | None = None) -> str:
+    """An ISO-8601 timestamp like Discord's (``ts`` in epoch seconds; now by default)."""
+    return datetime.fromtimestamp(time.time() if ts is None else ts, UTC).isoformat()
+
+
+def sniff_content_type(data: bytes, filename: str) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "image/jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
+        return "image/avif"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1"):
+        return "image/heic"
+    return mimetypes.guess_type(filename)[0]
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            return int(im.width), int(im.height)
+    except Exception:
+        return None
+
+
+def sanitize_filename(name: str) -> str:
+    name = name.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    return cleaned or "unknown"
+
+
+def walk_components(components: Sequence[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+    """Every component of a message or modal, depth first (rows, containers, sections, labels)."""
+    for comp in components or ():
+        yield comp
+        if isinstance(comp.get("components"), list):
+            yield from walk_components(comp["components"])
+        for key in ("accessory", "component"):
+            if isinstance(comp.get(key), dict):
+                yield from walk_components([comp[key]])
