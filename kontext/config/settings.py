@@ -1,0 +1,343 @@
+"""THE settings table: one row per environment variable. Everything else is generated from it.
+
+The body of :class:`Settings` is the table. Each row is ``attribute: type = setting(...)`` giving the
+variable's name, its kind (type, bounds or choices), its default (or ``required=``), the secret flag,
+the help text and the group. From it come :func:`load_settings` (validation, the one-line
+``VARIABLE: problem`` errors), the README's settings table and ``.env.example``.
+
+How to add a setting
+--------------------
+1. Add one row to :class:`Settings`, in the group where it belongs (rows are read and checked in
+   table order)::
+
+       shard_ids: tuple[int, ...] = setting(
+           "SHARD_IDS", IntList(0, 1023, unique=True), default=(), group=LIMITS,
+           help="Shards this process runs (empty = all)."
+       )
+
+   Kinds (``kontext.config.schema``): ``Bool()``, ``Int(lo, hi)``, ``Float(lo, hi)``, ``Str()``,
+   ``Pattern(regex, what, problem, strip_prefix)``, ``Choice(choices, case=)``,
+   ``Url(schemes, path="strip"|"keep")``, ``Dir()``, ``IntList(lo, hi, unique=)``.
+   ``default=None`` (attribute typed ``X | None``) makes it optional; ``required="hint"`` makes it
+   mandatory (put those first: ``.env.example`` lists them uncommented at the top);
+   ``secret=True`` keeps the value out of ``repr`` and the docs (a ``DATABASE_URL`` with a password
+   is a ``Url`` with ``secret=True``); ``example=`` shows a sample value in ``.env.example`` for an
+   optional setting. A new kind is a small frozen dataclass subclassing ``Kind[T]``.
+2. A rule between settings goes into :data:`CHECKS`.
+3. Regenerate the docs: ``python -m kontext.config --write`` (tests/test_config_docs.py fails, and
+   prints this command, while README.md or .env.example disagree with the table).
+
+Problem sentences never contain the value (it may be a secret); mypy checks that the kind's type
+matches the attribute's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from kontext.config.schema import (
+    Bool,
+    Choice,
+    ConfigError,
+    Dir,
+    Float,
+    Group,
+    Int,
+    Pattern,
+    Str,
+    Url,
+    load,
+    setting,
+)
+
+MODELS = ("flux-kontext-pro", "flux-kontext-max")
+SIZES = ("match_input_image", "auto", "1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9", "9:21")
+FORMATS = ("png", "jpg")
+IMAGE_HOSTS = ("apimart", "local", "discord")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+REQUIRED = Group("Required", "fill these in, everything else has a working default")
+ENDPOINTS = Group("Endpoints", "the defaults are the real services")
+HOSTING = Group("Image hosting", "where the normalised input is made public for APIMart")
+WEB = Group("Built-in web server", "/healthz, /metrics, hosted files")
+STATE = Group("State and logs")
+GENERATION = Group("Generation defaults")
+LIMITS = Group("Limits")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Every bot-wide setting (the table). Secrets are excluded from ``repr``."""
+
+    # --- required ---
+    discord_token: str = setting(
+        "DISCORD_TOKEN",
+        Pattern(
+            r"[A-Za-z0-9_-]{18,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}",
+            what="Discord bot token",
+            problem="malformed (expected three dot-separated parts)",
+            strip_prefix="Bot ",
+        ),
+        required="the bot token from the Discord developer portal",
+        secret=True,
+        group=REQUIRED,
+        help="Bot token: https://discord.com/developers/applications -> your app -> Bot -> Reset Token. "
+        'A leading "Bot " is ignored.',
+    )
+    apimart_api_key: str = setting(
+        "APIMART_API_KEY",
+        Pattern(
+            r"[\x21-\x7e]{8,512}",
+            what="API key (8-512 printable characters)",
+            problem="malformed (8-512 printable characters, no spaces)",
+            strip_prefix="Bearer ",
+        ),
+        required="create a key in the APIMart console",
+        secret=True,
+        group=REQUIRED,
+        help="APIMart API key (https://apimart.ai console). Sent only to `APIMART_BASE_URL`, never logged. "
+        'A leading "Bearer " is ignored.',
+    )
+
+    # --- endpoints ---
+    apimart_base_url: str = setting(
+        "APIMART_BASE_URL",
+        Url(("https", "http")),
+        default="https://api.apimart.ai",
+        group=ENDPOINTS,
+        help="APIMart API root.",
+    )
+    discord_api_base: str = setting(
+        "DISCORD_API_BASE",
+        Url(("https", "http")),
+        default="https://discord.com/api/v10",
+        group=ENDPOINTS,
+        help="Discord REST root (a REST proxy or a compatible server); must include the API version.",
+    )
+    discord_gateway_url: str = setting(
+        "DISCORD_GATEWAY_URL",
+        Url(("wss", "ws"), path="keep"),
+        default="wss://gateway.discord.gg/",
+        group=ENDPOINTS,
+        help="Discord gateway websocket URL. A path (a proxy's `/gateway`) is kept as given; "
+        "a bare host gets `/`.",
+    )
+
+    # --- image hosting ---
+    image_host: str = setting(
+        "IMAGE_HOST",
+        Choice(IMAGE_HOSTS, case="lower"),
+        default="apimart",
+        group=HOSTING,
+        help="`apimart`: APIMart's own upload endpoint, public for 72 h (zero configuration). "
+        "`local`: this bot's web server serves signed, expiring links under `PUBLIC_BASE_URL`. "
+        "`discord`: the input rides on the bot's status message; its CDN link is the public URL.",
+    )
+    public_base_url: str | None = setting(
+        "PUBLIC_BASE_URL",
+        Url(("https", "http")),
+        default=None,
+        example="https://kontext.example.org",
+        group=HOSTING,
+        help="Public URL that reaches `WEB_HOST`:`WEB_PORT` (reverse proxy or tunnel). "
+        "Required with `IMAGE_HOST=local`.",
+    )
+    hosted_file_ttl_s: int = setting(
+        "HOSTED_FILE_TTL_SECONDS",
+        Int(60, 7 * 86400),
+        default=3600,
+        group=HOSTING,
+        help="How long a locally hosted file stays available (seconds).",
+    )
+
+    # --- built-in web server ---
+    web_enabled: bool = setting(
+        "WEB_ENABLED",
+        Bool(),
+        default=True,
+        group=WEB,
+        help="Run the built-in web server; it must stay on with `IMAGE_HOST=local`.",
+    )
+    web_host: str = setting(
+        "WEB_HOST", Str(), default="0.0.0.0", group=WEB, help="Address the web server listens on."
+    )
+    web_port: int = setting(
+        "WEB_PORT",
+        Int(0, 65535),
+        default=8080,
+        group=WEB,
+        help="Port the web server listens on (0 = any free port).",
+    )
+
+    # --- state and logs ---
+    data_dir: Path = setting(  # noqa: RUF009 - setting() is this table's dataclasses.field()
+        "DATA_DIR",
+        Dir(),
+        default=Path("data"),
+        group=STATE,
+        help="Directory for the SQLite database, the signing secret and hosted files.",
+    )
+    dev_guild_id: int | None = setting(
+        "DEV_GUILD_ID",
+        Int(1, 2**63 - 1),
+        default=None,
+        group=STATE,
+        help="Sync commands to this one server instantly (for development); unset = global commands.",
+    )
+    log_level: str = setting(
+        "LOG_LEVEL",
+        Choice(LOG_LEVELS, case="upper"),
+        default="INFO",
+        group=STATE,
+        help="Log level. Every line of a job carries `[job=<id>]`.",
+    )
+    log_json: bool = setting(
+        "LOG_JSON",
+        Bool(),
+        default=False,
+        group=STATE,
+        help="One JSON object per log line (for log shippers).",
+    )
+
+    # --- generation defaults ---
+    default_model: str = setting(
+        "DEFAULT_MODEL",
+        Choice(MODELS),
+        default="flux-kontext-pro",
+        group=GENERATION,
+        help="Model used when the user does not choose one.",
+    )
+    default_safety: int = setting(
+        "DEFAULT_SAFETY_TOLERANCE",
+        Int(0, 6),
+        default=2,
+        group=GENERATION,
+        help="Safety tolerance 0 (strictest) .. 6 (most permissive); users may only ask for stricter.",
+    )
+    allow_dms: bool = setting(
+        "ALLOW_DMS",
+        Bool(),
+        default=False,
+        group=GENERATION,
+        help="Accept `/edit` in direct messages (with the bot-wide defaults).",
+    )
+
+    # --- limits ---
+    max_input_mb: float = setting(
+        "MAX_INPUT_MB",
+        Float(0.1, 500),
+        default=20.0,
+        group=LIMITS,
+        help="Largest input file (MB); checked from Discord's metadata before downloading.",
+    )
+    max_input_megapixels: float = setting(
+        "MAX_INPUT_MEGAPIXELS",
+        Float(1, 89),
+        default=50.0,
+        group=LIMITS,
+        help="Decompression-bomb limit: largest declared input size (megapixels).",
+    )
+    normalise_megapixels: float = setting(
+        "NORMALISE_MEGAPIXELS",
+        Float(0.25, 16),
+        default=2.0,
+        group=LIMITS,
+        help="Inputs are downscaled to at most this many megapixels before hosting (Flux works at ~1 MP).",
+    )
+    max_result_mb: float = setting(
+        "MAX_RESULT_MB",
+        Float(1, 500),
+        default=40.0,
+        group=LIMITS,
+        help="Largest result download accepted (MB); results over the channel's upload limit are re-encoded.",
+    )
+    job_timeout_s: float = setting(
+        "JOB_TIMEOUT_SECONDS",
+        Float(1, 86400),
+        default=600.0,
+        group=LIMITS,
+        help="Overall deadline of one job (seconds), from the request to the posted result.",
+    )
+    http_timeout_s: float = setting(
+        "HTTP_TIMEOUT_SECONDS",
+        Float(1, 600),
+        default=30.0,
+        group=LIMITS,
+        help="Connect/read timeout of one HTTP request (seconds).",
+    )
+    status_update_interval_s: float = setting(
+        "STATUS_UPDATE_INTERVAL_SECONDS",
+        Float(0, 60),
+        default=1.5,
+        group=LIMITS,
+        help="Minimum seconds between two edits of a status message (Discord rate limits).",
+    )
+    max_concurrent_jobs: int = setting(
+        "MAX_CONCURRENT_JOBS",
+        Int(1, 1000),
+        default=8,
+        group=LIMITS,
+        help="Jobs running at once, bot-wide.",
+    )
+    max_jobs_per_user: int = setting(
+        "MAX_JOBS_PER_USER",
+        Int(1, 100),
+        default=2,
+        group=LIMITS,
+        help="Jobs running at once per user; more wait in a fair line.",
+    )
+    max_queued_jobs: int = setting(
+        "MAX_QUEUED_JOBS",
+        Int(1, 100000),
+        default=200,
+        group=LIMITS,
+        help="Longest waiting line; beyond it new requests are refused politely.",
+    )
+    retention_days: int = setting(
+        "RETENTION_DAYS",
+        Int(2, 3650),
+        default=30,
+        group=LIMITS,
+        help="Days to keep finished job records and usage counters; unfinished jobs are always kept.",
+    )
+    allow_private_urls: bool = setting(
+        "ALLOW_PRIVATE_URLS",
+        Bool(),
+        default=False,
+        group=LIMITS,
+        help="Allow result downloads from private/loopback addresses (only for tests or closed networks).",
+    )
+
+    @property
+    def max_input_bytes(self) -> int:
+        return int(self.max_input_mb * 1024 * 1024)
+
+    @property
+    def max_result_bytes(self) -> int:
+        return int(self.max_result_mb * 1024 * 1024)
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "kontext.sqlite3"
+
+
+def _local_host_needs_public_web_server(s: Settings) -> None:
+    if s.image_host == "local":
+        if s.public_base_url is None:
+            raise ConfigError("PUBLIC_BASE_URL", "required when IMAGE_HOST=local (the URL APIMart can reach)")
+        if not s.web_enabled:
+            raise ConfigError("WEB_ENABLED", "must be true when IMAGE_HOST=local (it serves the files)")
+
+
+# Rules between settings, run in order once every variable is valid; each raises ConfigError.
+CHECKS: tuple[Callable[[Settings], None], ...] = (_local_host_needs_public_web_server,)
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build :class:`Settings` from ``env``; raise :class:`ConfigError` on the first bad variable."""
+    settings = load(Settings, env)
+    for check in CHECKS:
+        check(settings)
+    return settings
