@@ -352,7 +352,7 @@ class Bench:
             prompts_in = {task.request.get("prompt") for task in world.apimart.tasks.values()}
             return all(p in prompts_in or finished(i) for i, p in zip(inters, prompts, strict=True))
 
-        scheduler = world.bot.runner.scheduler
+        scheduler = world.bot.backend.runner.scheduler
         peak = 0
 
         async def sample() -> None:
@@ -374,7 +374,7 @@ class Bench:
             await self.fakes.run(
                 world.discord.wait_until(lambda: all(finished(i) for i in inters), timeout=timeout)
             )
-            await asyncio.wait_for(world.bot.runner.wait_idle(), 30)
+            await asyncio.wait_for(world.bot.backend.runner.wait_idle(), 30)
         except TimeoutError:
             print(f"  !! not all jobs ended within {timeout:.0f} s; figures cover those that did")
         wall = time.perf_counter() - started

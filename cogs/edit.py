@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -11,13 +12,14 @@ from discord import app_commands
 from discord.app_commands import Choice
 from discord.ext import commands
 
-from kontext.domain import jobs as m
-from kontext.config import SIZES
+from kontext.adapters.discord.interactions import first_image, locale_of, report_unexpected
+from kontext.domain.generation import DEFAULT_EDIT_SIZE, SIZES
+from kontext.domain.jobs import JobKind, JobRecord
 from kontext.i18n import t
-from kontext.adapters.discord.interactions import IMAGE_EXTENSIONS, MAX_PROMPT_CHARS, EditOptions
+from kontext.services.intake import MAX_PROMPT_CHARS, EditOptions
 
 if TYPE_CHECKING:
-    from bot import KontextBot
+    from kontext.adapters.discord.client import KontextBot
 
 log = logging.getLogger("kontext.cogs.edit")
 
@@ -25,7 +27,7 @@ MODEL_CHOICES = [
     Choice(name="Flux Kontext Pro", value="flux-kontext-pro"),
     Choice(name="Flux Kontext Max (higher quality)", value="flux-kontext-max"),
 ]
-ASPECT_CHOICES = [Choice(name=("match input" if s == "match_input_image" else s), value=s) for s in SIZES]
+ASPECT_CHOICES = [Choice(name=("match input" if s == DEFAULT_EDIT_SIZE else s), value=s) for s in SIZES]
 FORMAT_CHOICES = [Choice(name="PNG", value="png"), Choice(name="JPEG", value="jpg")]
 OPTION_DESCRIPTIONS = {
     "model": "Pro is faster and cheaper, Max gives higher quality",
@@ -33,6 +35,8 @@ OPTION_DESCRIPTIONS = {
     "enhance": "Let the model expand your prompt (prompt upsampling)",
     "safety": "Ask for a stricter safety filter (0 strictest … 6); never looser than the server allows",
 }
+
+PromptHandler = Callable[[discord.Interaction[Any], str], Awaitable[None]]
 
 
 def options_from(
@@ -54,16 +58,12 @@ def options_from(
     )
 
 
-def _bot(interaction: discord.Interaction) -> KontextBot:
-    return interaction.client  # type: ignore[return-value]
-
-
 class PromptModal(discord.ui.Modal):
     """Asks for a prompt, then hands it to ``on_prompt``."""
 
     prompt: discord.ui.TextInput[Any]
 
-    def __init__(self, locale: str, on_prompt: Any) -> None:
+    def __init__(self, locale: str, on_prompt: PromptHandler) -> None:
         super().__init__(title=t("edit_again_title", locale), timeout=600)
         self.on_prompt = on_prompt
         self.prompt = discord.ui.TextInput(
@@ -73,8 +73,11 @@ class PromptModal(discord.ui.Modal):
         )
         self.add_item(self.prompt)
 
-    async def on_submit(self, interaction: discord.Interaction) -> None:
+    async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         await self.on_prompt(interaction, self.prompt.value)
+
+    async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
+        await report_unexpected(interaction, error)
 
 
 #: action -> (label key, emoji, style)
@@ -102,18 +105,21 @@ class JobButton(
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: Any, match: re.Match[str]
+        cls, interaction: discord.Interaction[Any], item: Any, match: re.Match[str]
     ) -> JobButton:
         return cls(match["action"], match["job"])
 
-    async def callback(self, interaction: discord.Interaction) -> None:
-        cog = _bot(interaction).get_cog("EditCog")
-        assert isinstance(cog, EditCog)
-        handler = {"reroll": cog.reroll, "again": cog.edit_again, "delete": cog.delete_result}[self.action]
-        await handler(interaction, self.job_id)
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            cog = interaction.client.get_cog("EditCog")  # type: ignore[attr-defined]
+            assert isinstance(cog, EditCog)
+            handler = {"reroll": cog.reroll, "again": cog.edit_again, "delete": cog.delete_result}[self.action]
+            await handler(interaction, self.job_id)
+        except Exception as exc:  # noqa: BLE001 - discord.py would only log it; the user must hear back
+            await report_unexpected(interaction, exc)
 
 
-def result_view(job: m.JobRecord) -> discord.ui.View:
+def result_view(job: JobRecord) -> discord.ui.View:
     """Re-roll, Edit again and Delete under a result."""
     view = discord.ui.View(timeout=None)
     for action in BUTTONS:
@@ -121,20 +127,13 @@ def result_view(job: m.JobRecord) -> discord.ui.View:
     return view
 
 
-def first_image(message: discord.Message) -> discord.Attachment | None:
-    """The first attachment of a message that looks like an image."""
-    for attachment in message.attachments:
-        content_type = (attachment.content_type or "").lower()
-        if content_type.startswith("image/") or attachment.filename.lower().endswith(IMAGE_EXTENSIONS):
-            return attachment
-    return None
-
-
 class EditCog(commands.Cog):
-    """The user-facing commands; all decisions are made in :mod:`kontext.adapters.discord.interactions` and the runner."""
+    """The user-facing commands; all decisions are made by the intake and the runner."""
 
     def __init__(self, bot: KontextBot) -> None:
         self.bot = bot
+        self.interactions = bot.backend.interactions
+        self.runner = bot.backend.runner
         self.menu = app_commands.ContextMenu(name="Edit image", callback=self.edit_message_image)
 
     async def cog_load(self) -> None:
@@ -156,7 +155,7 @@ class EditCog(commands.Cog):
     @app_commands.choices(model=MODEL_CHOICES, aspect=ASPECT_CHOICES, format=FORMAT_CHOICES)
     async def edit(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[Any],
         image: discord.Attachment,
         prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
         model: Choice[str] | None = None,
@@ -166,7 +165,7 @@ class EditCog(commands.Cog):
         safety: app_commands.Range[int, 0, 6] | None = None,
     ) -> None:
         options = options_from(prompt, model, aspect, format, enhance, safety)
-        await self.bot.intake.submit(interaction, options, kind=m.KIND_EDIT, attachment=image)
+        await self.interactions.submit(interaction, options, kind=JobKind.EDIT, attachment=image)
 
     @app_commands.command(name="imagine", description="Create an image from a text prompt")
     @app_commands.describe(
@@ -174,12 +173,12 @@ class EditCog(commands.Cog):
     )
     @app_commands.choices(
         model=MODEL_CHOICES,
-        aspect=[c for c in ASPECT_CHOICES if c.value != "match_input_image"],
+        aspect=[c for c in ASPECT_CHOICES if c.value != DEFAULT_EDIT_SIZE],
         format=FORMAT_CHOICES,
     )
     async def imagine(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[Any],
         prompt: app_commands.Range[str, 1, MAX_PROMPT_CHARS],
         model: Choice[str] | None = None,
         aspect: Choice[str] | None = None,
@@ -188,36 +187,36 @@ class EditCog(commands.Cog):
         safety: app_commands.Range[int, 0, 6] | None = None,
     ) -> None:
         options = options_from(prompt, model, aspect, format, enhance, safety)
-        await self.bot.intake.submit(interaction, options, kind=m.KIND_IMAGINE)
+        await self.interactions.submit(interaction, options, kind=JobKind.IMAGINE)
 
-    async def edit_message_image(self, interaction: discord.Interaction, message: discord.Message) -> None:
+    async def edit_message_image(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
         """Message command: edit the first image of a message after asking for a prompt."""
         attachment = first_image(message)
         if attachment is None:
-            await self.bot.intake.refuse(interaction, t("no_image_in_message", str(interaction.locale)))
+            await self.interactions.refuse(interaction, t("no_image_in_message", locale_of(interaction)))
             return
 
-        async def on_prompt(modal_interaction: discord.Interaction, prompt: str) -> None:
-            await self.bot.intake.submit(
-                modal_interaction, EditOptions(prompt=prompt), kind=m.KIND_EDIT, attachment=attachment
+        async def on_prompt(modal_interaction: discord.Interaction[Any], prompt: str) -> None:
+            await self.interactions.submit(
+                modal_interaction, EditOptions(prompt=prompt), kind=JobKind.EDIT, attachment=attachment
             )
 
-        await interaction.response.send_modal(PromptModal(str(interaction.locale), on_prompt))
+        await interaction.response.send_modal(PromptModal(locale_of(interaction), on_prompt))
 
     # --- result buttons ---------------------------------------------------------------------------
 
-    async def _parent(self, interaction: discord.Interaction, job_id: str) -> m.JobRecord | None:
-        job = await self.bot.store.get_job(job_id)
+    async def _parent(self, interaction: discord.Interaction[Any], job_id: str) -> JobRecord | None:
+        job = await self.runner.find_job(job_id)
         if job is None:
-            await self.bot.intake.refuse(interaction, t("job_gone", str(interaction.locale)))
+            await self.interactions.refuse(interaction, t("job_gone", locale_of(interaction)))
         return job
 
-    async def reroll(self, interaction: discord.Interaction, job_id: str) -> None:
+    async def reroll(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         parent = await self._parent(interaction, job_id)
         if parent is None:
             return
-        if parent.kind == m.KIND_EDIT and not parent.input_url:
-            await self.bot.intake.refuse(interaction, t("job_gone", str(interaction.locale)))
+        if parent.kind is JobKind.EDIT and not parent.input_url:
+            await self.interactions.refuse(interaction, t("job_gone", locale_of(interaction)))
             return
         options = EditOptions(
             prompt=parent.prompt,
@@ -227,7 +226,7 @@ class EditCog(commands.Cog):
             enhance=parent.prompt_upsampling,
             safety=parent.safety_tolerance,
         )
-        await self.bot.intake.submit(
+        await self.interactions.submit(
             interaction,
             options,
             kind=parent.kind,
@@ -236,7 +235,7 @@ class EditCog(commands.Cog):
             parent_job_id=parent.id,
         )
 
-    async def edit_again(self, interaction: discord.Interaction, job_id: str) -> None:
+    async def edit_again(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         parent = await self._parent(interaction, job_id)
         if parent is None:
             return
@@ -245,28 +244,27 @@ class EditCog(commands.Cog):
             attachment = first_image(interaction.message)
             source = attachment.url if attachment else source
         if not source:
-            await self.bot.intake.refuse(interaction, t("job_gone", str(interaction.locale)))
+            await self.interactions.refuse(interaction, t("job_gone", locale_of(interaction)))
             return
 
-        async def on_prompt(modal_interaction: discord.Interaction, prompt: str) -> None:
+        async def on_prompt(modal_interaction: discord.Interaction[Any], prompt: str) -> None:
             options = EditOptions(
                 prompt=prompt,
                 model=parent.model,
                 response_format=parent.response_format,
                 safety=parent.safety_tolerance,
             )
-            await self.bot.intake.submit(
-                modal_interaction, options, kind=m.KIND_EDIT, input_url=source, parent_job_id=parent.id
+            await self.interactions.submit(
+                modal_interaction, options, kind=JobKind.EDIT, input_url=source, parent_job_id=parent.id
             )
 
-        await interaction.response.send_modal(PromptModal(str(interaction.locale), on_prompt))
+        await interaction.response.send_modal(PromptModal(locale_of(interaction), on_prompt))
 
-    async def delete_result(self, interaction: discord.Interaction, job_id: str) -> None:
-        job = await self.bot.store.get_job(job_id)
-        permissions = getattr(interaction, "permissions", None)
-        is_moderator = bool(permissions and permissions.manage_messages)
+    async def delete_result(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        job = await self.runner.find_job(job_id)
+        is_moderator = interaction.permissions.manage_messages
         if not is_moderator and (job is None or job.user_id != interaction.user.id):
-            await self.bot.intake.refuse(interaction, t("not_yours", str(interaction.locale)))
+            await self.interactions.refuse(interaction, t("not_yours", locale_of(interaction)))
             return
         await interaction.response.defer()
         try:

@@ -10,13 +10,14 @@ from discord import app_commands
 from discord.app_commands import Choice
 from discord.ext import commands
 
-from kontext.config import MODELS
+from kontext.adapters.discord.interactions import is_admin, locale_of
+from kontext.domain.generation import MODELS
 from kontext.domain.guild_settings import GuildSettings, SettingsError
-from kontext.i18n import error_text, t
 from kontext.domain.policy import next_reset
+from kontext.i18n import error_text, t
 
 if TYPE_CHECKING:
-    from bot import KontextBot
+    from kontext.adapters.discord.client import KontextBot
 
 log = logging.getLogger("kontext.cogs.settings")
 
@@ -31,11 +32,6 @@ MODEL_SETS = [
     Choice(name="flux-kontext-max only", value="flux-kontext-max"),
 ]
 MODEL_CHOICES = [Choice(name=m, value=m) for m in MODELS]
-
-
-def _is_admin(interaction: discord.Interaction) -> bool:
-    permissions = interaction.permissions
-    return bool(permissions.manage_guild or permissions.administrator)
 
 
 def _ids(values: list[int], fmt: str) -> str:
@@ -53,40 +49,29 @@ class SettingsCog(
 
     def __init__(self, bot: KontextBot) -> None:
         self.bot = bot
+        self.moderation = bot.backend.moderation
+        self.modlog = bot.backend.modlog
         super().__init__()
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
-        if interaction.guild_id is None or not _is_admin(interaction):
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:  # type: ignore[override]
+        if interaction.guild_id is None or not is_admin(interaction):
             log.info("user %s denied /kontext (no Manage Server)", interaction.user.id)
             await interaction.response.send_message(
-                t("settings_need_manage_server", str(interaction.locale)), ephemeral=True
+                t("settings_need_manage_server", locale_of(interaction)), ephemeral=True
             )
             return False
         return True
 
-    async def cog_app_command_error(
-        self, interaction: discord.Interaction, error: app_commands.AppCommandError
-    ) -> None:
-        if isinstance(error, app_commands.CheckFailure):
-            return
-        original = getattr(error, "original", error)
-        log.error("/kontext failed: %r", original, exc_info=original)
-        text = t("internal", str(interaction.locale))
-        if interaction.response.is_done():
-            await interaction.followup.send(text, ephemeral=True)
-        else:
-            await interaction.response.send_message(text, ephemeral=True)
-
-    async def _change(self, interaction: discord.Interaction, **changes: Any) -> None:
+    async def _change(self, interaction: discord.Interaction[Any], **changes: Any) -> None:
         assert interaction.guild_id is not None
-        locale = str(interaction.locale)
+        locale = locale_of(interaction)
         try:
-            updated = await self.bot.moderation.change(interaction.guild_id, **changes)
+            updated = await self.moderation.change(interaction.guild_id, **changes)
         except SettingsError as exc:
             await interaction.response.send_message(error_text(exc, locale), ephemeral=True)
             return
         if "log_channel_id" in changes:
-            self.bot.modlog.clear_problem(interaction.guild_id)
+            self.modlog.clear_problem(interaction.guild_id)
         log.info(
             "user %s changed /kontext %s in guild %s",
             interaction.user.id,
@@ -98,12 +83,12 @@ class SettingsCog(
         )
 
     async def _embed(
-        self, interaction: discord.Interaction, s: GuildSettings, *, title: str
+        self, interaction: discord.Interaction[Any], s: GuildSettings, *, title: str
     ) -> discord.Embed:
         assert interaction.guild_id is not None
-        locale = str(interaction.locale)
-        now = self.bot.moderation.clock()
-        total, top = await self.bot.moderation.usage_today(interaction.guild_id)
+        locale = locale_of(interaction)
+        now = self.moderation.clock()
+        total, top = await self.moderation.usage_today(interaction.guild_id)
         embed = discord.Embed(title=title, colour=discord.Colour.blurple())
         embed.add_field(name=t("show_safety", locale), value=str(s.safety))
         embed.add_field(name=t("show_nsfw_safety", locale), value=str(s.nsfw_safety))
@@ -131,7 +116,7 @@ class SettingsCog(
             ),
         )
         log_value = f"<#{s.log_channel_id}>" if s.log_channel_id else "—"
-        problem = self.bot.modlog.problems.get(interaction.guild_id)
+        problem = self.modlog.problems.get(interaction.guild_id)
         if s.log_channel_id and problem is None and interaction.guild is not None:
             channel = interaction.guild.get_channel(s.log_channel_id)
             me = interaction.guild.me
@@ -157,10 +142,10 @@ class SettingsCog(
         return embed
 
     @app_commands.command(name="show", description="Show every setting and today's usage")
-    async def show(self, interaction: discord.Interaction) -> None:
+    async def show(self, interaction: discord.Interaction[Any]) -> None:
         assert interaction.guild_id is not None
-        s = await self.bot.moderation.settings(interaction.guild_id)
-        embed = await self._embed(interaction, s, title=t("show_title", str(interaction.locale)))
+        s = await self.moderation.settings(interaction.guild_id)
+        embed = await self._embed(interaction, s, title=t("show_title", locale_of(interaction)))
         await interaction.response.send_message(
             embed=embed, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
         )
@@ -168,21 +153,21 @@ class SettingsCog(
     @app_commands.command(
         name="safety", description="Safety tolerance in ordinary channels (0 strictest … 6)"
     )
-    async def safety(self, interaction: discord.Interaction, value: app_commands.Range[int, 0, 6]) -> None:
+    async def safety(self, interaction: discord.Interaction[Any], value: app_commands.Range[int, 0, 6]) -> None:
         await self._change(interaction, safety=value)
 
     @app_commands.command(
         name="nsfw-safety", description="Safety tolerance in age-restricted channels only (0 … 6)"
     )
     async def nsfw_safety(
-        self, interaction: discord.Interaction, value: app_commands.Range[int, 0, 6]
+        self, interaction: discord.Interaction[Any], value: app_commands.Range[int, 0, 6]
     ) -> None:
         await self._change(interaction, nsfw_safety=value)
 
     @app_commands.command(name="models", description="Which models may be used, and the default")
     @app_commands.choices(allowed=MODEL_SETS, default=MODEL_CHOICES)
     async def models(
-        self, interaction: discord.Interaction, allowed: Choice[str], default: Choice[str] | None = None
+        self, interaction: discord.Interaction[Any], allowed: Choice[str], default: Choice[str] | None = None
     ) -> None:
         models = list(MODELS) if allowed.value == "both" else [allowed.value]
         changes: dict[str, Any] = {"allowed_models": models}
@@ -196,7 +181,7 @@ class SettingsCog(
     @app_commands.choices(action=ACTIONS)
     async def channels(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[Any],
         action: Choice[str],
         channel: discord.TextChannel | None = None,
     ) -> None:
@@ -205,20 +190,20 @@ class SettingsCog(
     @app_commands.command(name="roles", description="Roles that may use the bot (empty = everyone)")
     @app_commands.choices(action=ACTIONS)
     async def roles(
-        self, interaction: discord.Interaction, action: Choice[str], role: discord.Role | None = None
+        self, interaction: discord.Interaction[Any], action: Choice[str], role: discord.Role | None = None
     ) -> None:
         await self._edit_ids(interaction, "roles", action.value, role)
 
     async def _edit_ids(
-        self, interaction: discord.Interaction, field: str, action: str, item: discord.abc.Snowflake | None
+        self, interaction: discord.Interaction[Any], field: str, action: str, item: discord.abc.Snowflake | None
     ) -> None:
         """Add to, remove from or clear an allow-list of ids (``channels`` or ``roles``)."""
-        current: list[int] = getattr(await self.bot.moderation.settings(interaction.guild_id or 0), field)
+        current: list[int] = getattr(await self.moderation.settings(interaction.guild_id or 0), field)
         if action == "clear":
             updated: list[int] = []
         elif item is None:
             await interaction.response.send_message(
-                t("settings_need_item", str(interaction.locale)), ephemeral=True
+                t("settings_need_item", locale_of(interaction)), ephemeral=True
             )
             return
         elif action == "add":
@@ -229,7 +214,7 @@ class SettingsCog(
 
     @app_commands.command(name="cooldown", description="Seconds a user must wait between requests (0 = off)")
     async def cooldown(
-        self, interaction: discord.Interaction, seconds: app_commands.Range[int, 0, 86400]
+        self, interaction: discord.Interaction[Any], seconds: app_commands.Range[int, 0, 86400]
     ) -> None:
         await self._change(interaction, cooldown_s=seconds)
 
@@ -238,7 +223,7 @@ class SettingsCog(
     )
     async def quota(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[Any],
         user: app_commands.Range[int, 0, 100000] | None = None,
         server: app_commands.Range[int, 0, 100000] | None = None,
     ) -> None:
@@ -251,18 +236,18 @@ class SettingsCog(
         name="log-channel", description="Channel for the moderation log (omit to turn it off)"
     )
     async def log_channel(
-        self, interaction: discord.Interaction, channel: discord.TextChannel | None = None
+        self, interaction: discord.Interaction[Any], channel: discord.TextChannel | None = None
     ) -> None:
         await self._change(interaction, log_channel_id=channel.id if channel else None)
 
     @app_commands.command(name="reset", description="Reset every setting of this server to the defaults")
-    async def reset(self, interaction: discord.Interaction) -> None:
+    async def reset(self, interaction: discord.Interaction[Any]) -> None:
         assert interaction.guild_id is not None
-        updated = await self.bot.moderation.reset(interaction.guild_id)
-        self.bot.modlog.clear_problem(interaction.guild_id)
+        updated = await self.moderation.reset(interaction.guild_id)
+        self.modlog.clear_problem(interaction.guild_id)
         log.info("user %s reset /kontext settings in guild %s", interaction.user.id, interaction.guild_id)
         await interaction.response.send_message(
-            embed=await self._embed(interaction, updated, title=t("settings_reset", str(interaction.locale))),
+            embed=await self._embed(interaction, updated, title=t("settings_reset", locale_of(interaction))),
             ephemeral=True,
         )
 
@@ -270,22 +255,22 @@ class SettingsCog(
         name="add", description="Refuse prompts containing this word or pattern (* = anything)"
     )
     async def blocklist_add(
-        self, interaction: discord.Interaction, entry: app_commands.Range[str, 1, 100]
+        self, interaction: discord.Interaction[Any], entry: app_commands.Range[str, 1, 100]
     ) -> None:
-        current = (await self.bot.moderation.settings(interaction.guild_id or 0)).blocklist
+        current = (await self.moderation.settings(interaction.guild_id or 0)).blocklist
         await self._change(interaction, blocklist=[*current, entry])
 
     @blocklist.command(name="remove", description="Remove a block-list entry")
-    async def blocklist_remove(self, interaction: discord.Interaction, entry: str) -> None:
-        current = (await self.bot.moderation.settings(interaction.guild_id or 0)).blocklist
+    async def blocklist_remove(self, interaction: discord.Interaction[Any], entry: str) -> None:
+        current = (await self.moderation.settings(interaction.guild_id or 0)).blocklist
         wanted = entry.strip().casefold()
         await self._change(interaction, blocklist=[e for e in current if e.casefold() != wanted])
 
     @blocklist.command(name="list", description="Show the block-list")
-    async def blocklist_list(self, interaction: discord.Interaction) -> None:
-        entries = (await self.bot.moderation.settings(interaction.guild_id or 0)).blocklist
+    async def blocklist_list(self, interaction: discord.Interaction[Any]) -> None:
+        entries = (await self.moderation.settings(interaction.guild_id or 0)).blocklist
         text = "\n".join(f"• {discord.utils.escape_markdown(e)}" for e in entries) or t(
-            "show_blocklist_empty", str(interaction.locale)
+            "show_blocklist_empty", locale_of(interaction)
         )
         if len(text) > 1900:
             text = text[:1900] + "\n…"

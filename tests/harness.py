@@ -209,7 +209,7 @@ class World:
     async def _settle(self, timeout: float) -> None:
         """Let an in-process bot finish the bookkeeping that follows a post (no-op for a subprocess bot)."""
         if self.bots and not self.bots[-1].is_closed():
-            await asyncio.wait_for(self.bots[-1].runner.wait_idle(), timeout)
+            await asyncio.wait_for(self.bots[-1].backend.runner.wait_idle(), timeout)
 
     def ephemeral_reply(self, inter: FakeInteraction) -> str | None:
         """Text of an ephemeral reply (immediate response or follow-up), if any."""

@@ -18,15 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from kontext.adapters.apimart.client import (
-    ApimartClient,
-    GenerationRequest,
-    TaskStatus,
-    classify_error,
-    parse_retry_after,
-    parse_submit_response,
-    parse_task,
-)
+from kontext.adapters.apimart.client import ApimartClient
+from kontext.adapters.apimart.errors import classify_error, parse_retry_after
+from kontext.adapters.apimart.parsing import parse_submit_response, parse_task, request_body
+from kontext.domain.generation import GenerationRequest, TaskStatus
 from kontext.domain.errors import (
     ApiAuthError,
     ApiBadRequest,
@@ -43,6 +38,7 @@ from kontext.domain.errors import (
     UnknownTaskStatus,
 )
 from kontext.domain.poll_schedule import PollSchedule
+from kontext.services.polling import wait_for_task
 from tests.fakes.apimart_fake import FakeApimart
 
 FAST = PollSchedule().scaled(0.01)
@@ -127,7 +123,7 @@ async def test_edit_round_trip(
 ) -> None:
     client = client_for(session, fake)
     fake.script(duration=0.15, submit_shape=submit_shape, url_shape=url_shape)  # type: ignore[arg-type]
-    url = await client.upload_image(png(), "job-1.png", "image/png")
+    url = await client.upload(png(), "job-1.png", "image/png")
     assert url.startswith(fake.base_url + "/f/image/") and fake.uploads[0].status == 200
 
     task_id = await client.submit(edit(url), idempotency_key="job-1")
@@ -136,7 +132,7 @@ async def test_edit_round_trip(
     async def on_update(status: TaskStatus) -> None:
         updates.append(status)
 
-    done = await client.wait_for_task(task_id, deadline=deadline(5), on_update=on_update, schedule=FAST)
+    done = await wait_for_task(client, task_id, deadline=deadline(5), on_update=on_update, schedule=FAST)
     assert done.state == "completed" and done.progress == 100 and done.expires_at is not None
     assert done.task_id == task_id and len(done.result_urls) == 1
 
@@ -173,7 +169,7 @@ async def test_text_to_image_jpg(fake: FakeApimart, session: aiohttp.ClientSessi
     fake.script(duration=0.05, progress_steps=None, estimated_time=None)
     task_id = await client.submit(edit(None, response_format="jpg", size="9:16"), idempotency_key="j2")
     assert "image_urls" not in fake.submissions[0].json
-    done = await client.wait_for_task(task_id, deadline=deadline(5), schedule=FAST)
+    done = await wait_for_task(client, task_id, deadline=deadline(5), schedule=FAST)
     status, ctype, body = await fetch(session, done.result_urls[0])
     assert status == 200 and ctype == "image/jpeg"
     with Image.open(io.BytesIO(body)) as result:
@@ -199,7 +195,7 @@ async def test_alternative_status_names_and_list_data(
     async def on_update(status: TaskStatus) -> None:
         seen.append(status.raw_status)
 
-    await client.wait_for_task(task_id, deadline=deadline(5), on_update=on_update, schedule=FAST)
+    await wait_for_task(client, task_id, deadline=deadline(5), on_update=on_update, schedule=FAST)
     assert seen[0] == "submitted" and "in_progress" in seen and seen[-1] == "completed"
     task_requests = [r for r in fake.requests if r.endpoint == "task"]
     assert all(r.query == {"language": "zh"} for r in task_requests)
@@ -215,7 +211,7 @@ async def test_on_update_errors_do_not_stop_the_wait(
     async def broken(status: TaskStatus) -> None:
         raise RuntimeError("discord edit failed")
 
-    done = await client.wait_for_task(task_id, deadline=deadline(5), on_update=broken, schedule=FAST)
+    done = await wait_for_task(client, task_id, deadline=deadline(5), on_update=broken, schedule=FAST)
     assert done.state == "completed"
     assert any("on_update callback failed" in r.getMessage() for r in caplog.records)
 
@@ -231,7 +227,7 @@ async def test_failed_task_reason_surfaces(
     fake.script(duration=0.05, fail_reason="Request moderated: input image flagged", fail_shape=shape)  # type: ignore[arg-type]
     task_id = await client.submit(edit(fake.host(png())), idempotency_key="jf")
     with pytest.raises(TaskFailed) as info:
-        await client.wait_for_task(task_id, deadline=deadline(5), schedule=FAST)
+        await wait_for_task(client, task_id, deadline=deadline(5), schedule=FAST)
     assert info.value.params["reason"] == "Request moderated: input image flagged"
     assert info.value.code == "task_failed"
 
@@ -241,7 +237,7 @@ async def test_cancelled_task_is_a_failure(fake: FakeApimart, session: aiohttp.C
     fake.script(duration=0.05, fail_reason="cancelled by operator", status_names={"failed": "cancelled"})
     task_id = await client.submit(edit(None), idempotency_key="jc")
     with pytest.raises(TaskFailed, match="cancelled by operator"):
-        await client.wait_for_task(task_id, deadline=deadline(5), schedule=FAST)
+        await wait_for_task(client, task_id, deadline=deadline(5), schedule=FAST)
 
 
 async def test_never_finishing_task_hits_the_deadline(
@@ -253,7 +249,7 @@ async def test_never_finishing_task_hits_the_deadline(
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(TaskTimedOut) as info:
-        await client.wait_for_task(task_id, deadline=started + 0.3, schedule=FAST)
+        await wait_for_task(client, task_id, deadline=started + 0.3, schedule=FAST)
     assert 0.29 <= loop.time() - started < 0.8
     assert info.value.params["seconds"] == 0 and info.value.code == "task_timeout"
     assert fake.polls[task_id] >= 3
@@ -269,7 +265,7 @@ async def test_slow_poll_cannot_overrun_the_deadline_much(
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(TaskTimedOut):
-        await client.wait_for_task(task_id, deadline=started + 0.1, schedule=FAST)
+        await wait_for_task(client, task_id, deadline=started + 0.1, schedule=FAST)
     # deadline + a grace of min(timeout, 2 s) for the in-flight poll, not 5 attempts x 1 s
     assert loop.time() - started < 1.5
 
@@ -279,7 +275,7 @@ async def test_unknown_status_is_a_clear_error(fake: FakeApimart, session: aioht
     fake.script(duration=0.05, status_names={"queued": "thinking_hard"}, queue_fraction=1.0)
     task_id = await client.submit(edit(None), idempotency_key="ju")
     with pytest.raises(UnknownTaskStatus) as info:
-        await client.wait_for_task(task_id, deadline=deadline(5), schedule=FAST)
+        await wait_for_task(client, task_id, deadline=deadline(5), schedule=FAST)
     assert info.value.params["status_name"] == "thinking_hard"
     assert info.value.params["status"] == "thinking_hard" and info.value.status is None
 
@@ -291,7 +287,7 @@ async def test_completed_without_result_url_is_malformed(
     task_id = await client.submit(edit(None), idempotency_key="jm")
     fake.fail_next("task", 200, body={"code": 200, "data": {"id": task_id, "status": "completed"}}, times=3)
     with pytest.raises(ApiMalformed, match="without a result URL"):
-        await client.wait_for_task(task_id, deadline=deadline(5), schedule=FAST)
+        await wait_for_task(client, task_id, deadline=deadline(5), schedule=FAST)
 
 
 # --- submit errors -----------------------------------------------------------------------------
@@ -514,7 +510,7 @@ async def test_get_retried_on_5xx_and_malformed(fake: FakeApimart, session: aioh
     fake.fail_next("task", 502, raw=b"<html>bad gateway</html>")
     fake.fail_next("task", 200, raw=b'{"code": 200, "data": {"sta')
     fake.fail_next("task", 200, raw=b"<!doctype html><title>maintenance</title>")
-    status = await client.get_task(task_id)
+    status = await client.poll(task_id)
     assert status.task_id == task_id and status.state in ("queued", "running", "completed")
     assert fake.polls[task_id] == 5 and len(sleep.calls) == 4
     assert sleep.calls[0] < sleep.calls[2]  # exponential back-off with jitter
@@ -527,7 +523,7 @@ async def test_get_retried_on_429_and_timeout(fake: FakeApimart, session: aiohtt
     task_id = await client.submit(edit(None), idempotency_key="g2")
     fake.fail_next("task", 429, headers={"Retry-After": "4"})
     fake.fail_next("task", 200, delay=0.5)  # slower than the client timeout
-    await client.get_task(task_id)
+    await client.poll(task_id)
     assert sleep.calls[0] == pytest.approx(4.0)
     assert len(sleep.calls) == 2 and fake.polls[task_id] == 3
 
@@ -538,7 +534,7 @@ async def test_get_gives_up_after_max_attempts(fake: FakeApimart, session: aioht
     task_id = await client.submit(edit(None), idempotency_key="g3")
     fake.fail_next("task", 500, times=10)
     with pytest.raises(ApiServerError):
-        await client.get_task(task_id)
+        await client.poll(task_id)
     assert fake.polls[task_id] == 3 and len(sleep.calls) == 2
 
 
@@ -555,7 +551,7 @@ async def test_get_retried_when_connection_refused(fake: FakeApimart, session: a
     client = client_for(session, fake, sleep=sleep)
     task_id = await client.submit(edit(None), idempotency_key="g4")
     await fake.set_down(True)
-    status = await client.get_task(task_id)
+    status = await client.poll(task_id)
     assert status.task_id == task_id and len(sleep.calls) == 2
 
 
@@ -570,14 +566,14 @@ async def test_get_client_errors_are_not_retried(
     client = client_for(session, fake, sleep=sleep)
     fake.fail_next("task", status)
     with pytest.raises(error):
-        await client.get_task("task_whatever")
+        await client.poll("task_whatever")
     assert sleep.calls == []
 
 
 async def test_unknown_task_is_a_bad_request(fake: FakeApimart, session: aiohttp.ClientSession) -> None:
     client = client_for(session, fake)
     with pytest.raises(ApiBadRequest, match="task not found") as info:
-        await client.get_task("task_does_not_exist")
+        await client.poll("task_does_not_exist")
     assert info.value.status == 404
 
 
@@ -588,17 +584,17 @@ async def test_upload_errors(fake: FakeApimart, session: aiohttp.ClientSession) 
     sleep = RecordingSleep()
     client = client_for(session, fake, sleep=sleep)
     with pytest.raises(ApiBadRequest, match="unsupported format"):
-        await client.upload_image(b"%PDF-1.4 not an image", "x.png", "image/png")
+        await client.upload(b"%PDF-1.4 not an image", "x.png", "image/png")
     big = b"\x89PNG\r\n\x1a\n" + bytes(20 * 1024 * 1024)
     with pytest.raises(ApiBadRequest, match="too large") as info:
-        await client.upload_image(big, "big.png", "image/png")
+        await client.upload(big, "big.png", "image/png")
     assert info.value.status == 413
     fake.fail_next("upload", 500)
     with pytest.raises(ApiServerError):
-        await client.upload_image(png(), "x.png", "image/png")
+        await client.upload(png(), "x.png", "image/png")
     assert sleep.calls == []  # none of those were retried
     fake.fail_next("upload", 429, headers={"Retry-After": "2"})
-    url = await client.upload_image(png(), "y.png", "image/png")
+    url = await client.upload(png(), "y.png", "image/png")
     assert sleep.calls == [2.0]
     status, ctype, body = await fetch(session, url)
     assert status == 200 and ctype == "image/png" and body == png()
@@ -611,7 +607,7 @@ async def test_upload_timeout_is_unavailable_not_retried(
     client = client_for(session, fake, sleep=sleep, timeout=0.2)
     fake.fail_next("upload", 200, delay=1.0)
     with pytest.raises(ApiUnavailable):
-        await client.upload_image(png(), "x.png", "image/png")
+        await client.upload(png(), "x.png", "image/png")
     assert sleep.calls == [] and len([r for r in fake.requests if r.endpoint == "upload"]) == 1
 
 
@@ -621,7 +617,7 @@ async def test_upload_reply_without_url_is_malformed(
     client = client_for(session, fake)
     fake.fail_next("upload", 200, body={"filename": "x.png"})
     with pytest.raises(ApiMalformed):
-        await client.upload_image(png(), "x.png", "image/png")
+        await client.upload(png(), "x.png", "image/png")
 
 
 # --- the key never leaks -----------------------------------------------------------------------
@@ -643,22 +639,22 @@ async def test_key_never_in_logs_or_exceptions(
     client = client_for(session, fake, sleep=sleep, timeout=0.3)
     wrong = client_for(session, fake, key=SECRET + "-wrong", sleep=sleep)
     fake.script(duration=0.02, persist=True)
-    await attempt(client.upload_image(png(), "a.png", "image/png"))
+    await attempt(client.upload(png(), "a.png", "image/png"))
     task_id = await client.submit(edit(None), idempotency_key="s1")
-    await attempt(client.wait_for_task(task_id, deadline=deadline(3), schedule=FAST))
+    await attempt(wait_for_task(client, task_id, deadline=deadline(3), schedule=FAST))
     fake.fail_next("task", 500, body={"message": f"echo {SECRET}"}, times=2)
-    await attempt(client.get_task(task_id))
+    await attempt(client.poll(task_id))
     fake.fail_next("submit", 400, body={"error": {"message": f"bad key {SECRET} here"}})
     await attempt(client.submit(edit(None), idempotency_key="s2"))
     fake.fail_next("submit", 200, raw=f"<html>{SECRET}</html>".encode())
     await attempt(client.submit(edit(None), idempotency_key="s3"))
     await attempt(wrong.submit(edit(None), idempotency_key="s4"))
-    await attempt(wrong.get_task(task_id))
+    await attempt(wrong.poll(task_id))
     fake.slow_next("submit", 1.0)
     await attempt(client.submit(edit(None), idempotency_key="s5"))
     await fake.set_down(True)
     await attempt(client.submit(edit(None), idempotency_key="s6"))
-    await attempt(client.get_task(task_id))
+    await attempt(client.poll(task_id))
     await fake.set_down(False)
 
     assert len(errors) >= 6
@@ -680,7 +676,7 @@ async def test_fake_result_faults(fake: FakeApimart, session: aiohttp.ClientSess
     client = client_for(session, fake)
     fake.script(duration=0.01)
     task_id = await client.submit(edit(None), idempotency_key="f1")
-    done = await client.wait_for_task(task_id, deadline=deadline(3), schedule=FAST)
+    done = await wait_for_task(client, task_id, deadline=deadline(3), schedule=FAST)
     url = done.result_urls[0]
 
     fake.result_fault("404")
@@ -700,7 +696,7 @@ async def test_fake_result_faults(fake: FakeApimart, session: aiohttp.ClientSess
 
 async def test_fake_validates_like_the_docs(fake: FakeApimart, session: aiohttp.ClientSession) -> None:
     headers = {"Authorization": f"Bearer {SECRET}"}
-    base = edit(None).to_json()
+    base = request_body(edit(None))
     cases: list[dict[str, Any]] = [
         {**base, "model": "flux-pro"},
         {**base, "prompt": ""},

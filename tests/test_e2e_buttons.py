@@ -42,7 +42,7 @@ async def test_reroll_runs_the_same_prompt_on_the_same_input(world: World) -> No
     first, second = world.apimart.submissions
     assert second.json["prompt"] == first.json["prompt"] and second.idempotency_key != job_id
     assert mean_abs_diff(decode(again.attachments[0].data), inverted(decode(source))) < 6
-    job = await world.bot.store.get_job(second.idempotency_key)
+    job = await world.bot.backend.store.get_job(second.idempotency_key)
     assert job.parent_job_id == job_id
 
 

@@ -125,7 +125,7 @@ async def test_late_delivery_into_a_deleted_channel_is_a_recorded_failure(world:
 
     bot = await world.start_bot()
     await wait_for_state(world.data_dir, "failed", job_id=job_id)
-    job = await bot.store.get_job(job_id)
+    job = await bot.backend.store.get_job(job_id)
     assert job.state == "failed" and job.error_code == "delivery_failed"
     assert not bot.is_closed()
 
@@ -205,7 +205,7 @@ async def test_two_hundred_jobs_at_once(world: World) -> None:
         world.apimart.script(duration=rng.uniform(0.05, 0.4), progress_steps=(50,))
     in_flight = 0
     peak = 0
-    original_submit = bot.runner.apimart.submit
+    original_submit = bot.backend.provider.submit
 
     async def counting_submit(*args: object, **kwargs: object) -> str:
         nonlocal in_flight, peak
@@ -216,7 +216,7 @@ async def test_two_hundred_jobs_at_once(world: World) -> None:
         finally:
             in_flight -= 1
 
-    bot.runner.apimart.submit = counting_submit
+    bot.backend.provider.submit = counting_submit
     image = make_image(64, 64)
     inters = await asyncio.gather(
         *(world.edit(image, f"edit {i}", user_id=users[i % len(users)].id) for i in range(200))
@@ -229,7 +229,7 @@ async def test_two_hundred_jobs_at_once(world: World) -> None:
         )
 
     await world.discord.wait_until(lambda: all(finished(i) for i in inters), timeout=120)
-    await bot.runner.wait_idle()
+    await bot.backend.runner.wait_idle()
 
     delivered = failed = 0
     for inter in inters:
@@ -244,10 +244,10 @@ async def test_two_hundred_jobs_at_once(world: World) -> None:
     assert delivered == 200, f"{failed} failed"
     assert len(world.apimart.submissions) == 200
     assert len({s.idempotency_key for s in world.apimart.submissions}) == 200
-    assert bot.runner.scheduler.peak_running <= 8
+    assert bot.backend.runner.scheduler.peak_running <= 8
     assert peak <= 8
 
-    assert bot.runner.scheduler.peak_per_user <= 2
+    assert bot.backend.runner.scheduler.peak_per_user <= 2
 
     # queue positions: every waiting job counted down, never up, starting from a place it really had
     waited = 0

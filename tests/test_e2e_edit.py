@@ -38,7 +38,7 @@ async def test_happy_path_with_each_image_host(world: World, host: str) -> None:
         "discord": world.discord.base_url + "/attachments/",
     }[host]
     assert url.startswith(expected)
-    job = await world.bot.store.get_job(submission.idempotency_key)
+    job = await world.bot.backend.store.get_job(submission.idempotency_key)
     assert job is not None and job.state == "done" and job.host_name == host
 
     # the result is a real attachment whose pixels are the fake's edit (inverted colours) of the input

@@ -75,7 +75,7 @@ async def test_bad_images_get_their_own_private_message(world: World, data: byte
     assert inter.original_deleted, "the public 'thinking' message is removed"
     assert any(f.ephemeral for f in inter.followups)
     assert world.apimart.submissions == [] and world.apimart.uploads == []
-    job = (await world.bot.store.active_jobs()) or None
+    job = (await world.bot.backend.store.active_jobs()) or None
     assert job is None
 
 
@@ -111,7 +111,7 @@ async def test_submit_errors_end_in_a_clear_public_message(
     text = await world.failure_of(inter)
     assert text.startswith("❌") and expected in text
     assert len(world.apimart.submissions) == 1, "a submission is never repeated"
-    job = await world.bot.store.get_job(world.apimart.submissions[0].idempotency_key)
+    job = await world.bot.backend.store.get_job(world.apimart.submissions[0].idempotency_key)
     assert job is not None and job.state == "failed"
     everything = caplog.text + text + repr(inter.original_edits)
     assert API_KEY not in everything and TOKEN not in everything
@@ -174,7 +174,7 @@ async def test_task_that_never_finishes_hits_the_deadline(world: World) -> None:
     text = await world.failure_of(inter, timeout=15)
     assert "took too long" in text
     [submission] = world.apimart.submissions
-    job = await world.bot.store.get_job(submission.idempotency_key)
+    job = await world.bot.backend.store.get_job(submission.idempotency_key)
     assert job is not None and job.state == "failed" and job.error_code == "task_timeout"
 
 
@@ -227,13 +227,13 @@ async def test_chinese_locale_gets_chinese_replies(world: World) -> None:
 async def test_job_that_cannot_start_after_the_defer_is_refused_privately(world: World) -> None:
     """The runner can stop accepting between the checks and the start (e.g. SIGTERM arrives)."""
     bot = await world.start_bot()
-    original_start = bot.runner.start_job
+    original_start = bot.backend.runner.start_job
 
     async def stop_then_start(job: object) -> None:
-        bot.runner.accepting = False
+        bot.backend.runner.accepting = False
         await original_start(job)
 
-    bot.runner.start_job = stop_then_start
+    bot.backend.runner.start_job = stop_then_start
     inter = await world.edit()
     text = await world.failure_of(inter)
     assert "restarting" in text

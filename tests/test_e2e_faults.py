@@ -9,6 +9,7 @@ tests/test_e2e_durable.py (late delivery across a restart, deleted channel) are 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import types
 from typing import Any
@@ -47,7 +48,7 @@ async def job_of(world: World, inter: FakeInteraction) -> Any:
     assert inter.original is not None
     for _ in range(100):
         for submission in world.apimart.submissions:
-            job = await world.bot.store.get_job(submission.idempotency_key)
+            job = await world.bot.backend.store.get_job(submission.idempotency_key)
             if job is not None and job.status_message_id == inter.original.id:
                 return job
         await asyncio.sleep(0.05)
@@ -57,7 +58,7 @@ async def job_of(world: World, inter: FakeInteraction) -> Any:
 async def wait_final(world: World, inter: FakeInteraction) -> Any:
     job = await job_of(world, inter)
     for _ in range(200):
-        job = await world.bot.store.get_job(job.id)
+        job = await world.bot.backend.store.get_job(job.id)
         if job.state in ("done", "failed"):
             return job
         await asyncio.sleep(0.05)
@@ -207,8 +208,8 @@ async def test_abrupt_gateway_drop_mid_job(world: World) -> None:
 
 def fast_api_retries(world: World) -> None:
     """The bot's APIMart client backs off 0.25 s, 0.5 s, 1 s … between poll retries; shrink that."""
-    client = world.bot.runner.apimart
-    client._backoff_base, client._backoff_cap = 0.02, 0.05
+    transport = world.bot.backend.provider._http
+    transport.policy = dataclasses.replace(transport.policy, backoff_base=0.02, backoff_cap=0.05)
 
 
 async def test_poll_429_storm_is_waited_out(world: World) -> None:
@@ -269,8 +270,8 @@ async def test_result_redirect_refused(world: World, location: str | None, times
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "streamed"])
 async def test_oversize_result_costs_at_most_the_cap(world: World, declared: bool) -> None:
     bot = await world.start_bot(MAX_RESULT_MB="1")
-    counter = CountingSession(bot.runner.session)
-    bot.runner.session = counter  # counts every body byte the runner's downloads consume
+    counter = CountingSession(bot.backend.runner.ports.downloader.session)
+    bot.backend.runner.ports.downloader.session = counter  # counts every body byte the runner's downloads consume
     world.apimart.result_fault("oversize", size=12 * 1024 * 1024, declare_length=declared)
     source = make_image()
     inter = await world.edit(source)

@@ -265,8 +265,8 @@ async def test_attachment_lying_about_its_size_is_refused_within_the_cap(
     """Discord says 900 bytes; the real file is 3-8 MiB, over MAX_INPUT_MB=1. The capped download refuses
     it with the too-large message and the bot never consumes more than the cap plus one chunk."""
     bot = await world.start_bot(MAX_INPUT_MB="1")
-    counter = CountingSession(bot.runner.session)
-    bot.runner.session = counter
+    counter = CountingSession(bot.backend.runner.ports.downloader.session)
+    bot.backend.runner.ports.downloader.session = counter
     cap = 1024 * 1024
     if served == "cdn-with-content-length":
         real = 3 * cap
@@ -296,5 +296,5 @@ async def test_attachment_lying_about_its_size_is_refused_within_the_cap(
         assert counter.bytes_read > cap - CHUNK_SIZE, "the stream was really read up to the cap"
         assert "too large (> 1 MB)" in text, text
     assert world.apimart.uploads == [] and world.apimart.submissions == []
-    await bot.runner.wait_idle()
+    await bot.backend.runner.wait_idle()
     assert list(job_states(world.data_dir).values()) == ["failed"]

@@ -72,7 +72,7 @@ async def test_non_admin_cannot_change_settings(world: World) -> None:
     inter = await kontext(world, "safety", {"value": 6}, user_id=world.user.id)
     assert inter.callbacks[0].data["flags"] & 64
     assert "Manage Server" in reply_text(inter)
-    assert (await bot.moderation.settings(world.guild.id)).safety == 2
+    assert (await bot.backend.moderation.settings(world.guild.id)).safety == 2
 
 
 async def test_safety_settings_reach_the_api_and_users_can_only_go_stricter(world: World) -> None:
@@ -93,7 +93,7 @@ async def test_safety_settings_reach_the_api_and_users_can_only_go_stricter(worl
     assert await safety_used(channel_id=nsfw.id) == 5
     assert await safety_used(channel_id=nsfw.id, safety=3) == 3, "a stricter request is honoured"
     assert await safety_used(safety=6) == 1, "a looser request is clamped to the server's value"
-    assert bot.moderation is not None
+    assert bot.backend.moderation is not None
 
 
 @pytest.mark.parametrize(
@@ -151,7 +151,7 @@ async def test_moderation_log_receives_entries_with_thumbnails(world: World) -> 
     await kontext(world, "blocklist add", {"entry": "secret*plan"}, user_id=mod)
     await world.result_of(await world.edit(prompt="make the sky purple"))
     await refused(world, await world.edit(prompt="reveal the secret evil plan"))
-    await bot.modlog.drain()
+    await bot.backend.modlog.drain()
 
     def entries() -> list[Any]:
         return world.discord.channel_messages(log_channel.id)
@@ -177,7 +177,7 @@ async def test_log_channel_without_permission_is_reported_once_in_show(world: Wo
     await kontext(world, "log-channel", {"channel": log_channel.id}, user_id=mod)
     for _ in range(3):
         await world.result_of(await world.edit())
-    await bot.modlog.drain()
+    await bot.backend.modlog.drain()
     posts = [
         r
         for r in world.discord.requests
@@ -197,7 +197,7 @@ async def test_settings_survive_a_restart_and_show_usage(world: World) -> None:
     await world.stop_bot()
 
     bot = await world.start_bot()
-    settings = await bot.moderation.settings(world.guild.id)
+    settings = await bot.backend.moderation.settings(world.guild.id)
     assert settings.safety == 0 and settings.user_daily_quota == 5 and settings.guild_daily_quota == 50
     show = await kontext(world, "show", user_id=mod)
     text = reply_text(show)
@@ -208,7 +208,7 @@ async def test_settings_survive_a_restart_and_show_usage(world: World) -> None:
 
     reset = await kontext(world, "reset", user_id=mod)
     assert "defaults" in reply_text(reset)
-    assert (await bot.moderation.settings(world.guild.id)).safety == 2
+    assert (await bot.backend.moderation.settings(world.guild.id)).safety == 2
     await asyncio.sleep(0)
 
 
@@ -222,15 +222,15 @@ async def test_allow_lists_add_remove_clear(world: World) -> None:
     await kontext(world, "channels", {"action": "add", "channel": one.id}, user_id=mod)
     await kontext(world, "channels", {"action": "add", "channel": two.id}, user_id=mod)
     await kontext(world, "channels", {"action": "add", "channel": two.id}, user_id=mod)
-    assert (await bot.moderation.settings(world.guild.id)).channels == [one.id, two.id]
+    assert (await bot.backend.moderation.settings(world.guild.id)).channels == [one.id, two.id]
     await kontext(world, "channels", {"action": "remove", "channel": one.id}, user_id=mod)
-    assert (await bot.moderation.settings(world.guild.id)).channels == [two.id]
+    assert (await bot.backend.moderation.settings(world.guild.id)).channels == [two.id]
     missing = await kontext(world, "roles", {"action": "add"}, user_id=mod)
     assert "Please pick" in reply_text(missing)
     await kontext(world, "roles", {"action": "add", "role": role.id}, user_id=mod)
     await kontext(world, "channels", {"action": "clear"}, user_id=mod)
     await kontext(world, "roles", {"action": "clear"}, user_id=mod)
-    settings = await bot.moderation.settings(world.guild.id)
+    settings = await bot.backend.moderation.settings(world.guild.id)
     assert settings.channels == [] and settings.roles == []
 
 

@@ -17,7 +17,7 @@ async def test_dev_guild_gets_commands_instantly_and_nothing_global(world: World
 async def test_healthz_and_metrics_of_a_running_bot(world: World) -> None:
     bot = await world.start_bot()
     await world.result_of(await world.edit())
-    base = f"http://127.0.0.1:{bot.web_port}"
+    base = f"http://127.0.0.1:{bot.backend.web_port}"
     async with aiohttp.ClientSession() as session:
         async with session.get(base + "/healthz") as resp:
             assert resp.status == 200

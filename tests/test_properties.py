@@ -31,8 +31,10 @@ from kontext.domain.errors import (
     ResultError,
     TaskFailed,
 )
-from kontext.adapters.images.processing import FittedResult
-from kontext.adapters.discord.interactions import MAX_PROMPT_CHARS, Refusal, clean_prompt
+from kontext.domain.events import Done, Failed, Note, Waiting
+from kontext.domain.images import FittedResult
+from kontext.i18n import t
+from kontext.services.intake import MAX_PROMPT_CHARS, RefusedError, clean_prompt
 from tests.fakes.discord import FakeInteraction, FakeMessage
 from tests.harness import World, make_image
 
@@ -54,10 +56,12 @@ LOCALES = st.sampled_from(["en-US", "zh-CN", "fr", "xx-YY", ""])
 @example(prompt=" \t\n\r\x0b\x0c ", locale="zh-CN")
 def test_clean_prompt_accepts_clean_or_refuses_politely(prompt: str, locale: str) -> None:
     try:
-        cleaned = clean_prompt(prompt, locale)
-    except Refusal as refusal:
-        assert refusal.text and refusal.reason in ("empty prompt", "prompt too long")
-        assert len(refusal.text) < 200, "a refusal is one short sentence, never an echo of the prompt"
+        cleaned = clean_prompt(prompt)
+    except RefusedError as error:
+        refused = error.refused
+        text = t(refused.code, locale, **refused.params)
+        assert text and refused.reason in ("empty prompt", "prompt too long")
+        assert len(text) < 200, "a refusal is one short sentence, never an echo of the prompt"
         return
     assert cleaned and cleaned == cleaned.strip()
     assert len(cleaned) <= MAX_PROMPT_CHARS
@@ -70,16 +74,17 @@ def test_clean_prompt_accepts_clean_or_refuses_politely(prompt: str, locale: str
 def test_over_long_prompts_are_refused(unit: str) -> None:
     prompt = (unit * (MAX_PROMPT_CHARS // len(unit) + 2))[: MAX_PROMPT_CHARS + 1 + len(unit)]
     assume(len(prompt.strip()) > MAX_PROMPT_CHARS)
-    with pytest.raises(Refusal) as refused:
-        clean_prompt(prompt, "en-US")
-    assert refused.value.reason == "prompt too long"
-    assert str(MAX_PROMPT_CHARS) in refused.value.text
+    with pytest.raises(RefusedError) as raised:
+        clean_prompt(prompt)
+    refused = raised.value.refused
+    assert refused.reason == "prompt too long"
+    assert str(MAX_PROMPT_CHARS) in t(refused.code, "en-US", **refused.params)
 
 
 def job_for(prompt: str, **changes: Any) -> m.JobRecord:
     job = m.JobRecord(
         id="18f0c0ffee12345678",
-        kind=m.KIND_EDIT,
+        kind=m.JobKind.EDIT,
         prompt=prompt,
         model="flux-kontext-pro",
         size="match_input_image",
@@ -101,8 +106,8 @@ def job_for(prompt: str, **changes: Any) -> m.JobRecord:
 
 def cleaned_or_none(prompt: str) -> str | None:
     try:
-        return clean_prompt(prompt, "en-US")
-    except Refusal:
+        return clean_prompt(prompt)
+    except RefusedError:
         return None
 
 
@@ -187,18 +192,25 @@ ERRORS = st.one_of(
 
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
-@given(prompt=NASTY_TEXT, error=ERRORS, token_alive=st.booleans(), status=NASTY_TEXT)
+@given(
+    prompt=NASTY_TEXT,
+    error=ERRORS,
+    token_alive=st.booleans(),
+    position=st.integers(1, 10**6),
+    locale=LOCALES,
+)
 def test_reporter_never_pings_whatever_it_posts(
-    prompt: str, error: KontextError, token_alive: bool, status: str
+    prompt: str, error: KontextError, token_alive: bool, position: int, locale: str
 ) -> None:
-    job = job_for(cleaned_or_none(prompt) or "x")
+    job = job_for(cleaned_or_none(prompt) or "x", locale=locale)
     result = FittedResult(b"\x89PNG fake", "image/png", "png", 8, 8, reencoded=False)
 
     async def run() -> list[tuple[str, dict[str, Any]]]:
         recorder = Recorder()
-        await reporter_with(job, recorder, token_alive=token_alive).status(status[:1800] or "x")
-        await reporter_with(job, recorder, token_alive=token_alive).deliver(result, [prompt[:200]])
-        await reporter_with(job, recorder, token_alive=token_alive).fail(error)
+        await reporter_with(job, recorder, token_alive=token_alive).status(Waiting(position))
+        done = Done(result, position, (Note.LETTERBOXED, Note.REENCODED))
+        await reporter_with(job, recorder, token_alive=token_alive).deliver(done)
+        await reporter_with(job, recorder, token_alive=token_alive).fail(Failed(error))
         return recorder.calls
 
     calls = asyncio.run(run())
@@ -246,7 +258,7 @@ async def test_a_nasty_prompt_never_pings_anyone_end_to_end(world: World) -> Non
         f"@everyone @here <@&{role.id}> <@{bob.id}> <@!{bob.id}>\x00\x1b[2J\u202e\u200b make it blue"
         " ||spoiler|| `code` **bold**"
     )
-    cleaned = clean_prompt(nasty, "en-US")
+    cleaned = clean_prompt(nasty)
     assert "@everyone" in cleaned and "\x00" not in cleaned and "\u202e" not in cleaned
     await world.start_bot()
     user = world.user.id

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
-from kontext.domain.errors import BusyError
 from kontext.domain.fair_queue import FairScheduler
+from tests.waiting import settle
 
 
 async def test_caps_and_positions() -> None:
-    sched = FairScheduler(max_running=2, max_per_user=1, max_waiting=10)
+    sched = FairScheduler(max_running=2, max_per_user=1)
     release: dict[str, asyncio.Event] = {}
     positions: dict[str, list[int]] = {}
     order: list[str] = []
@@ -30,16 +28,16 @@ async def test_caps_and_positions() -> None:
             await release[job_id].wait()
 
     tasks = [asyncio.create_task(job(j, u)) for j, u in [("a1", 1), ("a2", 1), ("b1", 2), ("c1", 3)]]
-    await asyncio.sleep(0.01)
+    await settle()
     # a1 and b1 run (a2 is blocked by user 1's cap, c1 by the global cap)
     assert order == ["a1", "b1"]
     assert positions["a2"] == [1] and positions["c1"] == [2]
     release["b1"].set()
-    await asyncio.sleep(0.01)
+    await settle()
     # c1 starts before a2 because a2's user is still at the cap
     assert order == ["a1", "b1", "c1"]
     release["a1"].set()
-    await asyncio.sleep(0.01)
+    await settle()
     assert order == ["a1", "b1", "c1", "a2"]
     release["c1"].set()
     release["a2"].set()
@@ -48,26 +46,8 @@ async def test_caps_and_positions() -> None:
     assert sched.peak_running == 2
 
 
-async def test_queue_full_raises_busy() -> None:
-    sched = FairScheduler(max_running=1, max_per_user=1, max_waiting=1)
-    hold = asyncio.Event()
-
-    async def job(job_id: str, user: int) -> None:
-        async with sched.slot(job_id, user):
-            await hold.wait()
-
-    t1 = asyncio.create_task(job("1", 1))
-    t2 = asyncio.create_task(job("2", 2))
-    await asyncio.sleep(0.01)
-    with pytest.raises(BusyError):
-        async with sched.slot("3", 3):
-            pass
-    hold.set()
-    await asyncio.gather(t1, t2)
-
-
 async def test_cancelled_waiter_leaves_the_line() -> None:
-    sched = FairScheduler(max_running=1, max_per_user=1, max_waiting=5)
+    sched = FairScheduler(max_running=1, max_per_user=1)
     hold = asyncio.Event()
 
     async def job(job_id: str, user: int) -> None:
@@ -77,10 +57,10 @@ async def test_cancelled_waiter_leaves_the_line() -> None:
     t1 = asyncio.create_task(job("1", 1))
     t2 = asyncio.create_task(job("2", 2))
     t3 = asyncio.create_task(job("3", 3))
-    await asyncio.sleep(0.01)
+    await settle()
     assert sched.position("3") == 2
     t2.cancel()
-    await asyncio.sleep(0.01)
+    await settle()
     assert sched.position("2") is None and sched.position("3") == 1
     hold.set()
     await asyncio.gather(t1, t3)
@@ -88,7 +68,7 @@ async def test_cancelled_waiter_leaves_the_line() -> None:
 
 
 async def test_front_jumps_the_line() -> None:
-    sched = FairScheduler(max_running=1, max_per_user=5, max_waiting=5)
+    sched = FairScheduler(max_running=1, max_per_user=5)
     hold = asyncio.Event()
     order: list[str] = []
 
@@ -98,9 +78,9 @@ async def test_front_jumps_the_line() -> None:
             await hold.wait()
 
     tasks = [asyncio.create_task(job("first")), asyncio.create_task(job("new"))]
-    await asyncio.sleep(0.01)
+    await settle()
     tasks.append(asyncio.create_task(job("resumed", front=True)))
-    await asyncio.sleep(0.01)
+    await settle()
     assert sched.position("resumed") == 1 and sched.position("new") == 2
     hold.set()
     await asyncio.gather(*tasks)

@@ -120,7 +120,7 @@ async def assert_nothing_leaked(
     for upload in world.apimart.uploads:
         assert_no_secret("an upload", (upload.data or b"").decode("latin-1"))
     assert_no_secret("the database", db_bytes(world.data_dir).decode("latin-1"))
-    assert_no_secret("/metrics or /healthz", await web_bodies(world.bot.web_port))
+    assert_no_secret("/metrics or /healthz", await web_bodies(world.bot.backend.web_port))
 
     # interaction tokens: never in the bot's own log lines, nor in anything at INFO or above (the level
     # discord.py is clamped to by setup_logging), and not kept in the database once a job has ended
@@ -167,17 +167,17 @@ async def test_no_secret_leaks_on_success_and_failure_paths(
     await world.discord.wait_until(lambda: world.discord.find_requests("POST", CHANNEL_POST), timeout=10)
 
     # 4. a crash inside the job (an unexpected exception in the result step)
-    real_fit = bot.runner.images.fit_result
+    real_fit = bot.backend.images.fit_result
 
     async def crash(*args: Any, **kwargs: Any) -> Any:
-        bot.runner.images.fit_result = real_fit
+        bot.backend.images.fit_result = real_fit
         raise RuntimeError("boom while fitting the result")
 
-    bot.runner.images.fit_result = crash
+    bot.backend.images.fit_result = crash
     inters.append(await world.edit())
     assert "Something went wrong on my side" in await world.failure_of(inters[-1])
 
-    await bot.runner.wait_idle()
+    await bot.backend.runner.wait_idle()
     assert any(r.exc_info and "boom while fitting" in record_text(r) for r in all_logs), "crash was logged"
     codes = sorted(row["error_code"] or "-" for row in db_rows(world.data_dir))
     assert codes == ["-", "api_auth", "delivery_failed", "internal"], codes

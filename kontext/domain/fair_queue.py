@@ -2,7 +2,8 @@
 
 A job runs when fewer than ``max_running`` jobs run bot-wide and fewer than ``max_per_user`` of its
 requester's. Waiting jobs are served in arrival order, skipping those whose requester is at the cap
-(so one user's burst never blocks everybody else). Resumed jobs join at the front.
+(so one user's burst never blocks everybody else). Resumed jobs join at the front. How long the
+line may grow is the runner's decision (:meth:`kontext.services.runner.JobRunner.reserve`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from kontext.domain.errors import BusyError
 
 PositionCallback = Callable[[int], Awaitable[None]]
 
@@ -29,10 +29,9 @@ class _Waiter:
 class FairScheduler:
     """Bot-wide and per-user caps; ``slot()`` waits for a turn and reports the line position."""
 
-    def __init__(self, max_running: int, max_per_user: int, max_waiting: int) -> None:
+    def __init__(self, max_running: int, max_per_user: int) -> None:
         self.max_running = max_running
         self.max_per_user = max_per_user
-        self.max_waiting = max_waiting
         self._waiting: list[_Waiter] = []
         self._running: dict[int, int] = {}
         self.running_total = 0
@@ -95,8 +94,6 @@ class FairScheduler:
         if not self._waiting and self._can_run(user_id):
             self._start(user_id)
         else:
-            if len(self._waiting) >= self.max_waiting and not front:
-                raise BusyError(f"{len(self._waiting)} jobs waiting", limit=self.max_waiting)
             waiter = _Waiter(job_id, user_id, asyncio.get_running_loop().create_future())
             if front:
                 self._waiting.insert(0, waiter)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from kontext.config import MODELS
+from kontext.domain.generation import MODELS
 from kontext.domain.errors import KontextError
 from kontext.domain.blocklist import compile_pattern
 

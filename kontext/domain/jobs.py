@@ -1,25 +1,45 @@
-"""The job record: everything needed to run, resume and deliver one edit, persisted write-ahead."""
+"""The job record: everything needed to run, resume and deliver one edit, persisted write-ahead.
+
+State machine (each state is persisted BEFORE the side effect that follows it)::
+
+    received ──host──▶ hosted ──▶ submitting ──submit──▶ submitted ──poll──▶ delivering ──post──▶ done
+        │                 │            │                     │                    │
+        └─────────────────┴────────────┴─────────────────────┴────────────────────┴──▶ failed
+
+A job found in ``submitting`` after a restart may or may not have reached the provider: it is
+reported failed and never submitted again (a second submit costs money).
+"""
 
 from __future__ import annotations
 
 import secrets
 import time
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 
-# Lifecycle. Each state is persisted BEFORE the side effect that follows it.
-RECEIVED = "received"  # accepted from Discord; input not yet hosted
-HOSTED = "hosted"  # normalised input is on the image host (hosted_url set); never submitted
-SUBMITTING = "submitting"  # a submit request may be on the wire: never submitted again
-SUBMITTED = "submitted"  # task_id known: poll it
-DELIVERING = "delivering"  # result is being posted (idempotent re-delivery on resume)
-DONE = "done"
-FAILED = "failed"
 
-FINAL_STATES = frozenset({DONE, FAILED})
-ACTIVE_STATES = frozenset({RECEIVED, HOSTED, SUBMITTING, SUBMITTED, DELIVERING})
+class JobState(StrEnum):
+    RECEIVED = "received"  # accepted from Discord; input not yet hosted
+    HOSTED = "hosted"  # normalised input is on the image host (hosted_url set); never submitted
+    SUBMITTING = "submitting"  # a submit request may be on the wire: never submitted again
+    SUBMITTED = "submitted"  # task_id known: poll it
+    DELIVERING = "delivering"  # result is being posted (idempotent re-delivery on resume)
+    DONE = "done"
+    FAILED = "failed"
 
-KIND_EDIT = "edit"
-KIND_IMAGINE = "imagine"
+
+FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED})
+ACTIVE_STATES = frozenset(set(JobState) - FINAL_STATES)
+
+
+class JobKind(StrEnum):
+    EDIT = "edit"  # an input image and a prompt
+    IMAGINE = "imagine"  # text to image
+
+
+class DeliveryKind(StrEnum):
+    ORIGINAL = "original"  # the status message (interaction response) became the result
+    CHANNEL = "channel"  # a new channel message (the interaction token had expired or failed)
 
 
 def new_job_id() -> str:
@@ -32,7 +52,7 @@ class JobRecord:
     """One job. Discord ids are ints; times are Unix seconds."""
 
     id: str
-    kind: str
+    kind: JobKind
     prompt: str
     model: str
     size: str
@@ -44,7 +64,7 @@ class JobRecord:
     guild_id: int | None = None
     locale: str = "en-US"
     user_name: str = ""
-    state: str = RECEIVED
+    state: JobState = JobState.RECEIVED
     application_id: int | None = None
     interaction_id: int | None = None
     interaction_token: str | None = None
@@ -61,7 +81,7 @@ class JobRecord:
     result_url: str | None = None
     result_attachment_url: str | None = None
     result_message_id: int | None = None
-    delivery: str | None = None
+    delivery: DeliveryKind | None = None
     error_code: str | None = None
     error_detail: str | None = None
     created_at: float = field(default_factory=time.time)
@@ -69,9 +89,12 @@ class JobRecord:
     submitted_at: float | None = None
     finished_at: float | None = None
 
-    @property
-    def is_final(self) -> bool:
-        return self.state in FINAL_STATES
+    def __post_init__(self) -> None:
+        # rows read back from storage carry plain strings
+        self.kind = JobKind(self.kind)
+        self.state = JobState(self.state)
+        if self.delivery is not None:
+            self.delivery = DeliveryKind(self.delivery)
 
     @classmethod
     def column_names(cls) -> list[str]:

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kontext.config import MODELS
+from kontext.domain.generation import MODELS
 from kontext.domain.guild_settings import SAFETY_MAX, SAFETY_MIN, GuildSettings
 from kontext.domain.blocklist import find_blocked
 

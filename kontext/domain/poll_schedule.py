@@ -25,25 +25,12 @@ because every job's schedule is already anchored to its own submission time.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
 
-if TYPE_CHECKING:  # pragma: no cover
-    from kontext.adapters.apimart.client import TaskStatus
+from kontext.domain.generation import TaskState, TaskStatus
+from kontext.domain.values import finite_number
 
 __all__ = ["PollSchedule", "SimResult", "simulate"]
-
-
-def _finite_positive(value: float | None) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    if not math.isfinite(number) or number <= 0:
-        return None
-    return number
 
 
 _TIME_FIELDS = ("min_delay", "max_delay", "no_estimate_delay", "patience", "overdue_grace", "backoff_max")
@@ -91,15 +78,7 @@ class PollSchedule:
         """The same schedule with every duration multiplied by ``factor`` (rates unchanged)."""
         if not factor > 0:
             raise ValueError("factor must be > 0")
-        time_fields = (
-            "min_delay",
-            "max_delay",
-            "no_estimate_delay",
-            "patience",
-            "overdue_grace",
-            "backoff_max",
-        )
-        return replace(self, **{name: getattr(self, name) * factor for name in time_fields})
+        return replace(self, **{name: getattr(self, name) * factor for name in _TIME_FIELDS})
 
     @property
     def longest_delay(self) -> float:
@@ -107,15 +86,15 @@ class PollSchedule:
 
     def estimate(self, elapsed: float, status: TaskStatus) -> float | None:
         """The total expected duration: reported ``estimated_time``, else derived from progress."""
-        reported = _finite_positive(status.estimated_time)
-        if reported is not None:
+        reported = finite_number(status.estimated_time)
+        if reported is not None and reported > 0:
             return reported
         progress = status.progress
         if (
             progress is not None
             and self.min_progress_for_estimate <= progress < 100
             and elapsed >= self.min_delay
-            and status.state == "running"
+            and status.state is TaskState.RUNNING
         ):
             return elapsed * 100.0 / progress
         return None
@@ -138,11 +117,12 @@ class PollSchedule:
             return self.min_delay
         return self._clamp(min(self.backoff_max, self.min_delay + (overdue - grace) * self.backoff_rate))
 
+    def trouble_delays(self) -> tuple[float, float]:
+        """(base, cap) of the jittered back-off between polls while the provider is in trouble."""
+        return self.min_delay / 2, self.backoff_max * 2
+
     def _clamp(self, delay: float) -> float:
         return min(max(delay, self.min_delay), self.longest_delay)
-
-    def describe(self) -> str:
-        return ", ".join(f"{f.name}={getattr(self, f.name):g}" for f in fields(self))
 
 
 @dataclass(frozen=True)
@@ -167,10 +147,8 @@ def simulate(
 
     The job is queued for ``queue_time`` seconds, then runs until ``duration`` (both measured from
     submission); progress (if reported) grows linearly while running. The first poll happens at
-    submission (t = 0), like :meth:`kontext.adapters.apimart.client.ApimartClient.wait_for_task`.
+    submission (t = 0), like :func:`kontext.services.polling.wait_for_task`.
     """
-    from kontext.adapters.apimart.client import TaskStatus
-
     t = 0.0
     times: list[float] = []
     while len(times) < max_polls:
@@ -178,15 +156,15 @@ def simulate(
         if t >= duration:
             return SimResult(polls=len(times), latency=t - duration, poll_times=tuple(times))
         if t < queue_time:
-            state, progress = "queued", 0 if report_progress else None
+            state, progress = TaskState.QUEUED, 0 if report_progress else None
         else:
-            state = "running"
+            state = TaskState.RUNNING
             share = (t - queue_time) / max(duration - queue_time, 1e-9)
             progress = int(share * 100) if report_progress else None
         status = TaskStatus(
             task_id="sim",
             state=state,
-            raw_status="processing" if state == "running" else "pending",
+            raw_status="processing" if state is TaskState.RUNNING else "pending",
             progress=progress,
             estimated_time=estimated_time,
             result_urls=(),

@@ -2,7 +2,8 @@
 
 The decision itself is the pure :func:`kontext.domain.policy.decide`; this module feeds it the stored
 settings and today's usage, and counts an admitted request in the same critical section so two
-simultaneous requests cannot both slip under a quota.
+simultaneous requests cannot both slip under a quota. A request that is admitted but never becomes a
+job (the acknowledgement failed, the bot is shutting down) is refunded.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from kontext.domain.guild_settings import GuildSettings
 from kontext.domain.policy import Allowed, BotDefaults, Denied, RequestFacts, decide, utc_day
-from kontext.adapters.storage.sqlite import Store
+from kontext.services.ports import SettingsStore, UsageStore
+from kontext.support.background import BackgroundTasks
 
 log = logging.getLogger("kontext.services.moderation")
 
@@ -32,17 +34,40 @@ class _DayUsage:
     last: dict[int, float]
 
 
+@dataclass(frozen=True)
+class UsageCharge:
+    """What one admission counted, so it can be refunded."""
+
+    guild: int
+    day: str
+    user_id: int
+    previous_last: float | None
+
+
+@dataclass(frozen=True)
+class Admitted(Allowed):
+    """An allowed request, already counted in today's usage."""
+
+    charge: UsageCharge
+
+
+class ModerationStore(SettingsStore, UsageStore, Protocol):
+    """The persistence moderation needs."""
+
+
 class Moderation:
     """Settings per guild (persisted in the store) and the admit decision for each request."""
 
-    def __init__(self, store: Store, defaults: BotDefaults, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: ModerationStore, defaults: BotDefaults, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.defaults = defaults
         self.clock = clock
         self._cache: dict[int, GuildSettings] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._usage: dict[int, _DayUsage] = {}
-        self._writes: set[asyncio.Task[None]] = set()
+        self._writes = BackgroundTasks("usage", log)
 
     def _lock(self, guild_id: int) -> asyncio.Lock:
         return self._locks.setdefault(guild_id, asyncio.Lock())
@@ -82,7 +107,7 @@ class Moderation:
                     self._usage[guild] = usage
         return usage
 
-    async def admit(self, facts: RequestFacts) -> Allowed | Denied:
+    async def admit(self, facts: RequestFacts) -> Admitted | Denied:
         """Decide one request; an allowed request is counted in today's usage at once.
 
         Counters live in memory (loaded once per guild and day) so the decision and the count are
@@ -102,27 +127,36 @@ class Moderation:
             user_last_job_at=usage.last.get(facts.user_id),
         )
         decision = decide(settings, facts, self.defaults)
-        if isinstance(decision, Allowed):
-            usage.counts[facts.user_id] = usage.counts.get(facts.user_id, 0) + 1
-            usage.last[facts.user_id] = now
-            self._write_behind(self.store.add_usage(day, guild, facts.user_id, now))
-        return decision
+        if isinstance(decision, Denied):
+            return decision
+        charge = UsageCharge(guild, day, facts.user_id, usage.last.get(facts.user_id))
+        usage.counts[facts.user_id] = usage.counts.get(facts.user_id, 0) + 1
+        usage.last[facts.user_id] = now
+        self._writes.spawn(self.store.add_usage(day, guild, facts.user_id, now), name="usage-add")
+        return Admitted(decision.model, decision.safety, decision.settings, charge)
 
-    def _write_behind(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self._writes.add(task)
-
-        def done(finished: asyncio.Task[None]) -> None:
-            self._writes.discard(finished)
-            if not finished.cancelled() and finished.exception() is not None:
-                log.error("could not record usage: %r", finished.exception())
-
-        task.add_done_callback(done)
+    def refund(self, charge: UsageCharge) -> None:
+        """Take back an admission that did not become a job (its quota and cooldown are given back)."""
+        usage = self._usage.get(charge.guild)
+        if usage is not None and usage.day == charge.day:
+            left = usage.counts.get(charge.user_id, 0) - 1
+            if left > 0:
+                usage.counts[charge.user_id] = left
+            else:
+                usage.counts.pop(charge.user_id, None)
+            if charge.previous_last is None:
+                usage.last.pop(charge.user_id, None)
+            else:
+                usage.last[charge.user_id] = charge.previous_last
+        restored = charge.previous_last or 0.0
+        self._writes.spawn(
+            self.store.add_usage(charge.day, charge.guild, charge.user_id, restored, count=-1),
+            name="usage-refund",
+        )
 
     async def flush(self) -> None:
         """Wait for usage rows still being written (shutdown and tests)."""
-        while self._writes:
-            await asyncio.wait(list(self._writes))
+        await self._writes.drain()
 
     async def usage_today(self, guild_id: int, top: int = 5) -> tuple[int, list[tuple[int, int]]]:
         """Today's total for a guild and its heaviest users as (user_id, count), most first."""

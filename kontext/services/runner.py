@@ -4,6 +4,10 @@ The job record in the store is the source of truth. Each state is persisted befo
 that follows it, so after a restart :meth:`JobRunner.resume_all` can tell exactly what is safe:
 a job with a task id is polled and delivered once; a job caught mid-submit is reported failed and
 never submitted again (a second submit costs the server owner money).
+
+The runner only talks to ports (provider, host, store, downloader, image processor, reporter) and
+tells the requester's side what happens through events (:mod:`kontext.domain.events`); it never
+words anything itself.
 """
 
 from __future__ import annotations
@@ -14,14 +18,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
-import aiohttp
-
-from kontext.domain import jobs as m
-from kontext.adapters.apimart.client import ApimartClient, GenerationRequest, TaskStatus
 from kontext.config import Settings
-from kontext.adapters.http.download import DownloadError, DownloadTooLarge, download_capped
 from kontext.domain.errors import (
     BusyError,
     ImageDownloadFailed,
@@ -32,65 +30,61 @@ from kontext.domain.errors import (
     ShuttingDown,
     TaskTimedOut,
 )
-from kontext.adapters.hosting.base import ImageHost
-from kontext.i18n import t
-from kontext.adapters.images.worker import ImageWorker
-from kontext.adapters.images.processing import FittedResult, ImageLimits
+from kontext.domain.events import Done, Downloading, Editing, Failed, Note, Queued, Uploading, Waiting
+from kontext.domain.fair_queue import FairScheduler
+from kontext.domain.generation import GenerationRequest, TaskState, TaskStatus
+from kontext.domain.images import ImageLimits
+from kontext.domain.jobs import ACTIVE_STATES, JobKind, JobRecord, JobState
+from kontext.domain.poll_schedule import PollSchedule
+from kontext.services.polling import wait_for_task
+from kontext.services.ports import (
+    Downloader,
+    FetchError,
+    FetchTooLarge,
+    ImageHost,
+    ImageProcessor,
+    ImageProvider,
+    JobStore,
+    Reporter,
+    ReporterFactory,
+)
+from kontext.services.status import StatusLine
+from kontext.support.background import BackgroundTasks
 from kontext.support.logs import job_context
 from kontext.support.metrics import Metrics
-from kontext.domain.poll_schedule import PollSchedule
-from kontext.domain.fair_queue import FairScheduler
-from kontext.adapters.storage.sqlite import Store
 
-log = logging.getLogger("kontext.services.runner")
+log = logging.getLogger("kontext.jobs")
 
 #: Seconds a resumed job with a task id may still poll even if its deadline passed while down.
 RESUME_GRACE_S = 120.0
 #: Extra seconds the overall timeout allows beyond the deadline, so polling can report its own reason.
 DEADLINE_SLACK_S = 5.0
 
+#: Called once when a job ends (done or failed) with its normalised input and result, if known.
+FinishedHook = Callable[[JobRecord, bytes | None, bytes | None], None]
+
 
 @dataclass(frozen=True)
-class Delivered:
-    """Where a result ended up."""
+class RunnerPorts:
+    """Everything outside the runner that a job touches."""
 
-    kind: str  # "original" (the status message) or "channel" (a new message after the token expired)
-    message_id: int | None
-    attachment_url: str | None
-
-
-class Reporter(Protocol):
-    """The Discord side of one job: the status message, delivery and failure notices."""
-
-    async def status(self, text: str) -> None: ...
-    async def attach_input(self, data: bytes, filename: str, content_type: str) -> str: ...
-    async def deliver(self, result: FittedResult, notes: list[str]) -> Delivered: ...
-    async def fail(self, error: KontextError) -> None: ...
+    store: JobStore
+    provider: ImageProvider
+    host: ImageHost
+    images: ImageProcessor
+    downloader: Downloader
+    reporters: ReporterFactory
 
 
-ReporterFactory = Callable[[m.JobRecord], Reporter]
-#: Called once when a job ends (done or failed) with its normalised input and result, if known.
-FinishedHook = Callable[[m.JobRecord, bytes | None, bytes | None], None]
+@dataclass
+class _Run:
+    """One running job: its record, its reporter and status line, notes for the result."""
 
-
-class StatusLine:
-    """Throttles status edits: skips repeats and edits closer together than ``interval``."""
-
-    def __init__(self, reporter: Reporter, interval: float) -> None:
-        self.reporter = reporter
-        self.interval = interval
-        self.last_text: str | None = None
-        self.last_at = 0.0
-
-    async def show(self, text: str, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if text == self.last_text or (not force and now - self.last_at < self.interval):
-            return
-        self.last_text, self.last_at = text, now
-        try:
-            await self.reporter.status(text)
-        except Exception as exc:  # a status edit must never break the job
-            log.info("status update failed: %r", exc)
+    job: JobRecord
+    reporter: Reporter
+    line: StatusLine
+    deadline: float
+    notes: list[Note]
 
 
 class JobRunner:
@@ -98,68 +92,81 @@ class JobRunner:
 
     def __init__(
         self,
-        *,
         settings: Settings,
-        store: Store,
-        apimart: ApimartClient,
-        host: ImageHost,
-        images: ImageWorker,
-        session: aiohttp.ClientSession,
-        reporters: ReporterFactory,
+        ports: RunnerPorts,
         metrics: Metrics,
+        *,
         schedule: PollSchedule | None = None,
         on_finished: FinishedHook | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
-        self.apimart = apimart
-        self.host = host
-        self.images = images
-        self.session = session
-        self.reporters = reporters
+        self.ports = ports
         self.metrics = metrics
         self.schedule = schedule
         self.on_finished = on_finished
-        self._inputs: dict[str, bytes] = {}
-        self.scheduler = FairScheduler(
-            settings.max_concurrent_jobs, settings.max_jobs_per_user, settings.max_queued_jobs
-        )
+        self.scheduler = FairScheduler(settings.max_concurrent_jobs, settings.max_jobs_per_user)
         self.accepting = True
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._submitting: set[str] = set()
-        self._submits_drained = asyncio.Event()
         self.limits = ImageLimits(
             max_bytes=settings.max_input_bytes,
             max_pixels=int(settings.max_input_megapixels * 1_000_000),
             target_pixels=int(settings.normalise_megapixels * 1_000_000),
         )
+        self._tasks = BackgroundTasks("jobs", log)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._reserved = 0
+        self._inputs: dict[str, bytes] = {}
+        self._submitting: set[str] = set()
+        self._submits_drained = asyncio.Event()
         metrics.gauge("jobs_running", lambda: self.scheduler.running_total)
         metrics.gauge("jobs_waiting", lambda: self.scheduler.waiting_count)
 
-    # --- public API -----------------------------------------------------------------------------
+    # --- admission (the one place the waiting line is bounded) -------------------------------
 
-    async def start_job(self, job: m.JobRecord) -> None:
-        """Persist a newly accepted job (state ``received``) and run it in the background."""
+    def reserve(self) -> None:
+        """Hold a place for a job about to start; raises :class:`ShuttingDown` or :class:`BusyError`.
+
+        Every reservation ends in :meth:`start_job` or :meth:`release`.
+        """
         if not self.accepting:
             raise ShuttingDown("runner is stopping")
-        if self.scheduler.waiting_count >= self.settings.max_queued_jobs:
-            raise BusyError("waiting line full", limit=self.settings.max_queued_jobs)
-        await self.store.insert_job(job)
+        limit = self.settings.max_queued_jobs
+        if self.scheduler.waiting_count + self._reserved >= limit:
+            raise BusyError(f"waiting line full ({self.scheduler.waiting_count} waiting)", limit=limit)
+        self._reserved += 1
+
+    def release(self) -> None:
+        """Give back a reservation that will not become a job."""
+        self._reserved = max(0, self._reserved - 1)
+
+    async def start_job(self, job: JobRecord) -> None:
+        """Persist a reserved job (state ``received``) and run it in the background."""
+        try:
+            if not self.accepting:
+                raise ShuttingDown("runner is stopping")
+            await self.ports.store.insert_job(job)
+        finally:
+            self.release()
         self.metrics.inc("jobs_accepted_total")
         self._spawn(job, resumed=False)
 
+    async def find_job(self, job_id: str) -> JobRecord | None:
+        """A job's stored record (for result buttons), or None once it is forgotten."""
+        return await self.ports.store.get_job(job_id)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
     async def resume_all(self) -> int:
         """Pick up every unfinished job from the store (call once at start). Returns how many."""
-        jobs = await self.store.active_jobs()
+        jobs = await self.ports.store.active_jobs()
         for job in jobs:
-            if job.id in self._tasks:
+            if job.id in self._running:
                 continue
-            if job.state == m.SUBMITTING:
+            if job.state is JobState.SUBMITTING:
                 with job_context(job.id):
                     log.warning(
                         "job was mid-submit when the bot stopped; reporting it failed, not resubmitting"
                     )
-                    self._spawn_failure(job, JobInterrupted("interrupted during submit"))
+                self._spawn_failure(job, JobInterrupted("interrupted during submit"))
                 continue
             log.info("resuming job %s in state %s", job.id, job.state)
             self.metrics.inc("jobs_resumed_total")
@@ -174,120 +181,95 @@ class JobRunner:
             self._submits_drained.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._submits_drained.wait(), grace)
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=max(0.5, deadline - time.monotonic()))
-        log.info("runner stopped; %d job(s) left resumable", len(tasks))
+        left = len(self._tasks)
+        await self._tasks.close(timeout=max(0.5, deadline - time.monotonic()))
+        log.info("runner stopped; %d job(s) left resumable", left)
 
     async def wait_idle(self) -> None:
         """Wait until no job task is left (tests and benchmarks)."""
-        while self._tasks:
-            await asyncio.wait(list(self._tasks.values()))
+        await self._tasks.drain()
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _spawn(self, job: m.JobRecord, *, resumed: bool) -> None:
-        self._track(job, asyncio.create_task(self._run(job, resumed=resumed), name=f"job-{job.id}"))
+    def _spawn(self, job: JobRecord, *, resumed: bool) -> None:
+        self._track(job, self._tasks.spawn(self._run(job, resumed=resumed), name=f"job-{job.id}"))
 
-    def _spawn_failure(self, job: m.JobRecord, error: KontextError) -> None:
+    def _spawn_failure(self, job: JobRecord, error: KontextError) -> None:
         async def fail() -> None:
             with job_context(job.id):
-                await self._fail(job, error, self.reporters(job))
+                await self._fail(job, error, self.ports.reporters(job))
 
-        self._track(job, asyncio.create_task(fail(), name=f"job-{job.id}-fail"))
+        self._track(job, self._tasks.spawn(fail(), name=f"job-{job.id}-fail"))
 
-    def _track(self, job: m.JobRecord, task: asyncio.Task[None]) -> None:
-        self._tasks[job.id] = task
+    def _track(self, job: JobRecord, task: asyncio.Task[None]) -> None:
+        self._running[job.id] = task
+        task.add_done_callback(lambda _task, job_id=job.id: self._running.pop(job_id, None))
 
-        def forget(_task: asyncio.Task[None], job_id: str = job.id) -> None:
-            self._tasks.pop(job_id, None)
-
-        task.add_done_callback(forget)
-
-    def _deadline(self, job: m.JobRecord, resumed: bool) -> float:
+    def _deadline(self, job: JobRecord, resumed: bool) -> float:
         """Wall-clock deadline. A resumed job with a task id always gets a short grace to collect
         a result that may have finished while the bot was down."""
         deadline = job.created_at + self.settings.job_timeout_s
-        if resumed and job.state in (m.SUBMITTED, m.DELIVERING):
+        if resumed and job.state in (JobState.SUBMITTED, JobState.DELIVERING):
             deadline = max(deadline, time.time() + RESUME_GRACE_S)
         return deadline
 
-    def _elapsed(self, job: m.JobRecord) -> int:
-        return int(job.elapsed())
-
-    async def _run(self, job: m.JobRecord, *, resumed: bool) -> None:
+    async def _run(self, job: JobRecord, *, resumed: bool) -> None:
         with job_context(job.id):
-            reporter = self.reporters(job)
-            line = StatusLine(reporter, self.settings.status_update_interval_s)
+            reporter = self.ports.reporters(job)
+            run = _Run(
+                job,
+                reporter,
+                StatusLine(reporter, self.settings.status_update_interval_s),
+                self._deadline(job, resumed),
+                [],
+            )
             try:
-
-                async def on_position(position: int) -> None:
-                    await line.show(t("status_waiting", job.locale, position=position), force=True)
-
-                deadline = self._deadline(job, resumed)
-                async with self.scheduler.slot(job.id, job.user_id, on_position=on_position, front=resumed):
-                    # the poll phase enforces the deadline itself (and says why it gave up);
-                    # the outer timeout is the safety net for every other step
-                    budget = max(0.0, deadline - time.time()) + DEADLINE_SLACK_S
-                    await asyncio.wait_for(self._pipeline(job, reporter, line, deadline), budget)
+                await self._run_in_slot(run, resumed)
             except asyncio.CancelledError:
                 log.info("job task cancelled in state %s (resumable)", job.state)
                 raise
             except TimeoutError:
-                await self._fail(
-                    job,
-                    TaskTimedOut("overall deadline passed", seconds=int(self.settings.job_timeout_s)),
-                    reporter,
-                )
+                timeout = TaskTimedOut("overall deadline passed", seconds=int(self.settings.job_timeout_s))
+                await self._fail(job, timeout, reporter)
             except KontextError as exc:
                 await self._fail(job, exc, reporter)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the one boundary of a job: it must end failed, not lost
                 log.exception("job crashed in state %s", job.state)
                 await self._fail(job, KontextError(f"unexpected {type(exc).__name__}"), reporter)
 
-    async def _pipeline(
-        self, job: m.JobRecord, reporter: Reporter, line: StatusLine, deadline: float
-    ) -> None:
-        notes: list[str] = []
-        if job.state == m.RECEIVED:
-            await self._host_input(job, reporter, line, notes)
-        if job.state == m.HOSTED:
-            await self._submit(job, line)
-        if job.state == m.SUBMITTED:
-            await self._poll(job, line, deadline)
-        if job.state == m.DELIVERING:
-            await self._deliver(job, reporter, line, notes)
+    async def _run_in_slot(self, run: _Run, resumed: bool) -> None:
+        job = run.job
 
-    async def _host_input(
-        self, job: m.JobRecord, reporter: Reporter, line: StatusLine, notes: list[str]
-    ) -> None:
-        if job.kind == m.KIND_IMAGINE or not job.input_url:
-            await self.store.transition(job, [m.RECEIVED], m.HOSTED, host_name=None, hosted_url=None)
+        async def on_position(position: int) -> None:
+            await run.line.show(Waiting(position), force=True)
+
+        async with self.scheduler.slot(job.id, job.user_id, on_position=on_position, front=resumed):
+            # the poll phase enforces the deadline itself (and says why it gave up);
+            # the outer timeout is the safety net for every other step
+            budget = max(0.0, run.deadline - time.time()) + DEADLINE_SLACK_S
+            await asyncio.wait_for(self._pipeline(run), budget)
+
+    async def _pipeline(self, run: _Run) -> None:
+        job = run.job
+        if job.state is JobState.RECEIVED:
+            await self._host_input(run)
+        if job.state is JobState.HOSTED:
+            await self._submit(run)
+        if job.state is JobState.SUBMITTED:
+            await self._poll(run)
+        if job.state is JobState.DELIVERING:
+            await self._deliver(run)
+
+    async def _host_input(self, run: _Run) -> None:
+        job, store, host = run.job, self.ports.store, self.ports.host
+        if job.kind is JobKind.IMAGINE or not job.input_url:
+            await store.transition(job, [JobState.RECEIVED], JobState.HOSTED, host_name=None, hosted_url=None)
             return
-        await line.show(t("status_uploading", job.locale), force=True)
-        try:
-            downloaded = await download_capped(
-                self.session,
-                job.input_url,
-                max_bytes=self.settings.max_input_bytes,
-                allow_private=self.settings.allow_private_urls,
-                timeout=self.settings.http_timeout_s,
-            )
-        except DownloadTooLarge as exc:
-            size = getattr(exc, "size", None)
-            raise ImageTooLarge(
-                f"input download over cap: {exc}",
-                # a streamed body cut at the cap has no known size: say "> limit", not "?"
-                size_mb=f"{size / 1048576:.1f}" if size else f"> {self.settings.max_input_mb:g}",
-                limit_mb=f"{self.settings.max_input_mb:g}",
-            ) from exc
-        except DownloadError as exc:
-            raise ImageDownloadFailed(f"input download failed: {exc}") from exc
-        image = await self.images.normalise(downloaded.data, self.limits)
+        await run.line.show(Uploading(), force=True)
+        data = await self._fetch_input(job.input_url)
+        image = await self.ports.images.normalise(data, self.limits)
         if image.letterboxed:
-            notes.append("letterboxed")
+            run.notes.append(Note.LETTERBOXED)
         log.info(
             "input normalised: %s %dx%d -> %s %d bytes",
             image.source_format,
@@ -297,20 +279,32 @@ class JobRunner:
             len(image.data),
         )
         self._inputs[job.id] = image.data
-        hosted = await self.host.put(
-            job.id, image.data, image.content_type, image.extension, reporter.attach_input
-        )
-        await self.store.transition(
+        hosted = await host.put(job.id, image.data, image.content_type, image.extension, run.reporter.attach_input)
+        await store.transition(
             job,
-            [m.RECEIVED],
-            m.HOSTED,
-            host_name=self.host.name,
+            [JobState.RECEIVED],
+            JobState.HOSTED,
+            host_name=host.name,
             hosted_url=hosted.url,
             host_handle=hosted.handle,
         )
-        log.info("input hosted on %s", self.host.name)
+        log.info("input hosted on %s", host.name)
 
-    async def _submit(self, job: m.JobRecord, line: StatusLine) -> None:
+    async def _fetch_input(self, url: str) -> bytes:
+        try:
+            return await self.ports.downloader.fetch(url, max_bytes=self.settings.max_input_bytes)
+        except FetchTooLarge as exc:
+            raise ImageTooLarge(
+                f"input download over cap: {exc}",
+                # a streamed body cut at the cap has no known size: say "> limit", not "?"
+                size_mb=f"{exc.size / 1048576:.1f}" if exc.size else f"> {self.settings.max_input_mb:g}",
+                limit_mb=f"{self.settings.max_input_mb:g}",
+            ) from exc
+        except FetchError as exc:
+            raise ImageDownloadFailed(f"input download failed: {exc}") from exc
+
+    async def _submit(self, run: _Run) -> None:
+        job, store = run.job, self.ports.store
         request = GenerationRequest(
             model=job.model,
             prompt=job.prompt,
@@ -320,13 +314,13 @@ class JobRunner:
             safety_tolerance=job.safety_tolerance,
             prompt_upsampling=job.prompt_upsampling,
         )
-        if not await self.store.transition(job, [m.HOSTED], m.SUBMITTING):
+        if not await store.transition(job, [JobState.HOSTED], JobState.SUBMITTING):
             raise JobInterrupted(f"job left state hosted unexpectedly ({job.state})")
         self._submitting.add(job.id)
         try:
-            task_id = await self.apimart.submit(request, idempotency_key=job.id)
-            await self.store.transition(
-                job, [m.SUBMITTING], m.SUBMITTED, task_id=task_id, submitted_at=time.time()
+            task_id = await self.ports.provider.submit(request, idempotency_key=job.id)
+            await store.transition(
+                job, [JobState.SUBMITTING], JobState.SUBMITTED, task_id=task_id, submitted_at=time.time()
             )
         finally:
             self._submitting.discard(job.id)
@@ -336,61 +330,56 @@ class JobRunner:
         log.info(
             "submitted %s as task %s (size=%s safety=%d)", job.model, task_id, job.size, job.safety_tolerance
         )
-        await line.show(t("status_queued", job.locale, elapsed=self._elapsed(job)), force=True)
+        await run.line.show(Queued(int(job.elapsed())), force=True)
 
-    async def _poll(self, job: m.JobRecord, line: StatusLine, deadline: float) -> None:
+    async def _poll(self, run: _Run) -> None:
+        job = run.job
         assert job.task_id is not None
 
         async def on_update(status: TaskStatus) -> None:
-            elapsed = self._elapsed(job)
-            if status.state == "queued":
-                await line.show(t("status_queued", job.locale, elapsed=elapsed))
-            elif status.progress is not None:
-                await line.show(t("status_editing", job.locale, progress=status.progress, elapsed=elapsed))
+            elapsed = int(job.elapsed())
+            if status.state is TaskState.QUEUED:
+                await run.line.show(Queued(elapsed))
             else:
-                await line.show(t("status_editing_noprogress", job.locale, elapsed=elapsed))
+                await run.line.show(Editing(status.progress, elapsed))
 
-        status = await self.apimart.wait_for_task(
+        status = await wait_for_task(
+            self.ports.provider,
             job.task_id,
-            deadline=asyncio.get_running_loop().time() + (deadline - time.time()),
+            deadline=asyncio.get_running_loop().time() + (run.deadline - time.time()),
             on_update=on_update,
             schedule=self.schedule,
         )
         if not status.result_urls:
             raise ResultError("completed task has no result URL", reason="no image in the result")
-        await self.store.transition(job, [m.SUBMITTED], m.DELIVERING, result_url=status.result_urls[0])
+        await self.ports.store.transition(
+            job, [JobState.SUBMITTED], JobState.DELIVERING, result_url=status.result_urls[0]
+        )
         log.info("task completed after %.1f s", time.time() - (job.submitted_at or job.created_at))
 
-    async def _deliver(
-        self, job: m.JobRecord, reporter: Reporter, line: StatusLine, notes: list[str]
-    ) -> None:
+    async def _deliver(self, run: _Run) -> None:
+        job = run.job
         assert job.result_url is not None
-        await line.show(t("status_downloading", job.locale, elapsed=self._elapsed(job)), force=True)
+        await run.line.show(Downloading(int(job.elapsed())), force=True)
         try:
-            downloaded = await download_capped(
-                self.session,
-                job.result_url,
-                max_bytes=self.settings.max_result_bytes,
-                allow_private=self.settings.allow_private_urls,
-                timeout=self.settings.http_timeout_s,
-                accept_types=("image/",),
+            data = await self.ports.downloader.fetch(
+                job.result_url, max_bytes=self.settings.max_result_bytes, accept_types=("image/",)
             )
-        except DownloadTooLarge as exc:
+        except FetchTooLarge as exc:
             raise ResultError(f"result over cap: {exc}", reason="too large") from exc
-        except DownloadError as exc:
+        except FetchError as exc:
             raise ResultError(f"result download failed: {exc}", reason="download failed") from exc
-        fitted = await self.images.fit_result(
-            downloaded.data, job.attachment_size_limit, max_pixels=self.limits.max_pixels
+        fitted = await self.ports.images.fit_result(
+            data, job.attachment_size_limit, max_pixels=self.limits.max_pixels
         )
-        texts = [t("letterboxed_note", job.locale)] if "letterboxed" in notes else []
         if fitted.reencoded:
-            texts.append(t("reencoded_note", job.locale))
+            run.notes.append(Note.REENCODED)
             log.info("result re-encoded to %d bytes to fit %d", len(fitted.data), job.attachment_size_limit)
-        delivered = await reporter.deliver(fitted, texts)
-        await self.store.transition(
+        delivered = await run.reporter.deliver(Done(fitted, round(job.elapsed()), tuple(run.notes)))
+        await self.ports.store.transition(
             job,
-            [m.DELIVERING],
-            m.DONE,
+            [JobState.DELIVERING],
+            JobState.DONE,
             delivery=delivered.kind,
             result_message_id=delivered.message_id,
             result_attachment_url=delivered.attachment_url,
@@ -403,12 +392,12 @@ class JobRunner:
         log.info("delivered via %s after %.1f s", delivered.kind, job.elapsed())
         await self._cleanup(job, fitted.data)
 
-    async def _fail(self, job: m.JobRecord, error: KontextError, reporter: Reporter) -> None:
+    async def _fail(self, job: JobRecord, error: KontextError, reporter: Reporter) -> None:
         log.warning("job failed (%s): %s", error.code, error.detail)
-        changed = await self.store.transition(
+        changed = await self.ports.store.transition(
             job,
-            m.ACTIVE_STATES,
-            m.FAILED,
+            ACTIVE_STATES,
+            JobState.FAILED,
             error_code=error.code,
             error_detail=error.detail[:500],
             finished_at=time.time(),
@@ -418,22 +407,22 @@ class JobRunner:
         self.metrics.inc("jobs_failed_total")
         self.metrics.inc(f"jobs_failed_{error.code}_total")
         try:
-            await reporter.fail(error)
-        except Exception as exc:
+            await reporter.fail(Failed(error))
+        except Exception as exc:  # noqa: BLE001 - the failure is recorded; telling the user is best effort
             log.warning("could not tell the requester about the failure: %r", exc)
         try:  # the requester has been told (or cannot be): the token is no longer needed
-            await self.store.update_job(job, interaction_token=None)
-        except Exception as exc:
+            await self.ports.store.update_job(job, interaction_token=None)
+        except Exception as exc:  # noqa: BLE001 - clean-up after a failure must not raise
             log.warning("could not clear the interaction token: %r", exc)
         await self._cleanup(job, None)
 
-    async def _cleanup(self, job: m.JobRecord, result: bytes | None) -> None:
+    async def _cleanup(self, job: JobRecord, result: bytes | None) -> None:
         """After a final state: remove the hosted copy and report the job to the hook."""
         if job.host_handle:
-            await self.host.delete(job.host_handle)
+            await self.ports.host.delete(job.host_handle)
         input_image = self._inputs.pop(job.id, None)
         if self.on_finished is not None:
             try:
                 self.on_finished(job, input_image, result)
-            except Exception:
+            except Exception:  # noqa: BLE001 - an observer must not break the job's end
                 log.exception("finished-hook failed")

@@ -1,235 +1,185 @@
-"""Turning a Discord interaction into an accepted job: quick checks, defer, persist, start.
+"""Interactions at the edge: turn a Discord interaction into an intake request, acknowledge, refuse.
 
-Everything before the defer is pure and fast (microseconds), so the acknowledgement always lands
-well inside Discord's 3-second window; every refusal is an ephemeral, localised sentence plus one
-log line. Downloads, decoding and hosting happen in the job runner, after the defer.
+The decision is :class:`kontext.services.intake.Intake`'s (Discord-free); this module only gathers
+the facts from the interaction, defers within Discord's 3-second window, and shows refusals
+privately. :func:`report_unexpected` is the one error boundary: anything a command, button or
+modal did not expect ends in a private apology to the user and a traceback for the operator, so no
+interaction is ever left on "thinking…".
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import time
-from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import discord
 
-from kontext.domain import jobs as m
-from kontext.config import Settings
-from kontext.domain.errors import BusyError, ImageTooLarge, KontextError, ShuttingDown
+from kontext.domain.errors import KontextError
+from kontext.domain.jobs import JobKind, JobRecord
 from kontext.i18n import error_text, t
-from kontext.services.runner import JobRunner
-from kontext.support.logs import job_context
-from kontext.services.moderation import Moderation
-from kontext.adapters.discord.modlog import ModLog
-from kontext.domain.policy import Denied, RequestFacts
-
-log = logging.getLogger("kontext.adapters.discord.interactions")
-
-MAX_PROMPT_CHARS = 1800
-IMAGE_EXTENSIONS = (
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".webp",
-    ".gif",
-    ".bmp",
-    ".tif",
-    ".tiff",
-    ".avif",
-    ".heic",
-    ".heif",
+from kontext.services.intake import (
+    AttachmentInfo,
+    EditOptions,
+    EditRequest,
+    InteractionHandle,
+    Intake,
+    Refused,
+    looks_like_image,
 )
 
+log = logging.getLogger("kontext.interactions")
 
-class Refusal(Exception):
-    """A request refused before anything was accepted; ``text`` is shown to the requester only."""
-
-    def __init__(self, text: str, reason: str) -> None:
-        super().__init__(reason)
-        self.text = text
-        self.reason = reason
+NO_PINGS = discord.AllowedMentions.none()
+#: Discord's upload limit when an interaction does not say (servers without boosts).
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class EditOptions:
-    """What the requester asked for (already validated against the choices)."""
-
-    prompt: str
-    model: str | None = None
-    size: str | None = None
-    response_format: str = "png"
-    enhance: bool = False
-    safety: int | None = None
+def locale_of(interaction: discord.Interaction[Any]) -> str:
+    return str(interaction.locale)
 
 
-def clean_prompt(prompt: str | None, locale: str | None) -> str:
-    """Strip control characters and whitespace; refuse empty or over-long prompts."""
-    text = "".join(ch for ch in (prompt or "") if ch in "\n\t" or ch.isprintable()).strip()
-    if not text:
-        raise Refusal(t("prompt_empty", locale), "empty prompt")
-    if len(text) > MAX_PROMPT_CHARS:
-        raise Refusal(
-            t("prompt_too_long", locale, length=len(text), limit=MAX_PROMPT_CHARS), "prompt too long"
-        )
-    return text
+def is_admin(interaction: discord.Interaction[Any]) -> bool:
+    """Manage Server or Administrator in this channel (what server settings require)."""
+    permissions = interaction.permissions
+    return bool(permissions.manage_guild or permissions.administrator)
 
 
-def check_attachment(attachment: discord.Attachment, settings: Settings, locale: str | None) -> None:
-    """Refuse from the attachment's metadata alone, before anything is downloaded."""
-    if attachment.size > settings.max_input_bytes:
-        error = ImageTooLarge(
-            f"attachment declares {attachment.size} bytes",
-            size_mb=f"{attachment.size / 1048576:.1f}",
-            limit_mb=f"{settings.max_input_mb:g}",
-        )
-        raise Refusal(error_text(error, locale), error.detail)
-    content_type = (attachment.content_type or "").split(";")[0].strip().lower()
-    if content_type and not content_type.startswith("image/"):
-        raise Refusal(t("attachment_not_image", locale), f"attachment content type {content_type!r}")
-    if not content_type and not attachment.filename.lower().endswith(IMAGE_EXTENSIONS):
-        raise Refusal(t("attachment_not_image", locale), f"attachment name {attachment.filename!r}")
+def attachment_info(attachment: discord.Attachment) -> AttachmentInfo:
+    return AttachmentInfo(attachment.url, attachment.filename, attachment.content_type, attachment.size)
 
 
-def facts_of(interaction: discord.Interaction, prompt: str, options: EditOptions) -> RequestFacts:
-    """What the policy needs to know about a request (usage figures are filled in by Moderation)."""
+def first_image(message: discord.Message) -> discord.Attachment | None:
+    """The first attachment of a message that looks like an image."""
+    for attachment in message.attachments:
+        if looks_like_image(attachment.content_type, attachment.filename):
+            return attachment
+    return None
+
+
+def request_from(
+    interaction: discord.Interaction[Any],
+    options: EditOptions,
+    *,
+    kind: JobKind,
+    attachment: discord.Attachment | None = None,
+    input_url: str | None = None,
+    input_filename: str | None = None,
+    parent_job_id: str | None = None,
+) -> EditRequest:
+    """The plain facts of a request, read off the interaction."""
     channel = interaction.channel
-    parent_id = getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None
+    parent_id = channel.parent_id if isinstance(channel, discord.Thread) else None
     is_nsfw = bool(channel.is_nsfw()) if channel is not None and hasattr(channel, "is_nsfw") else False
     roles = getattr(interaction.user, "roles", [])
-    permissions = interaction.permissions
-    return RequestFacts(
+    return EditRequest(
+        kind=kind,
+        options=options,
+        user_id=interaction.user.id,
+        user_name=str(interaction.user),
         guild_id=interaction.guild_id,
         channel_id=interaction.channel_id or 0,
+        locale=locale_of(interaction),
         channel_is_nsfw=is_nsfw,
-        user_id=interaction.user.id,
-        role_ids=frozenset(role.id for role in roles),
-        is_admin=bool(permissions.manage_guild or permissions.administrator),
-        prompt=prompt,
-        requested_model=options.model,
-        requested_safety=options.safety,
-        now=time.time(),
-        user_jobs_today=0,
-        guild_jobs_today=0,
-        user_last_job_at=None,
         parent_channel_id=parent_id,
+        role_ids=frozenset(role.id for role in roles),
+        is_admin=is_admin(interaction),
+        attachment=attachment_info(attachment) if attachment is not None else None,
+        input_url=input_url,
+        input_filename=input_filename,
+        parent_job_id=parent_job_id,
     )
 
 
-class Intake:
-    """Accepts `/edit` and `/imagine` requests for the job runner."""
+async def reply_privately(interaction: discord.Interaction[Any], text: str) -> None:
+    """Tell only the requester, whether or not the interaction was already acknowledged."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        else:
+            await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+    except (discord.HTTPException, aiohttp.ClientError) as exc:
+        log.warning("could not send a private reply: %r", exc)
 
-    def __init__(self, settings: Settings, runner: JobRunner, moderation: Moderation, modlog: ModLog) -> None:
-        self.settings = settings
-        self.runner = runner
-        self.moderation = moderation
-        self.modlog = modlog
 
-    async def refuse(self, interaction: discord.Interaction, text: str) -> None:
-        """Tell only the requester, whether or not the interaction was already acknowledged."""
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(
-                    text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-                )
-            else:
-                await interaction.response.send_message(
-                    text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-                )
-        except discord.HTTPException as exc:
-            log.warning("could not send a refusal: %s %s", exc.status, exc.code)
+async def _withdraw_thinking(interaction: discord.Interaction[Any]) -> None:
+    """Delete a public "thinking…" placeholder, so the next notice can be private."""
+    if interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
+        with contextlib.suppress(discord.HTTPException, aiohttp.ClientError):
+            await interaction.delete_original_response()
+
+
+async def report_unexpected(interaction: discord.Interaction[Any], error: BaseException) -> None:
+    """The error boundary: log the traceback, apologise privately, never leave "thinking…" behind."""
+    original = getattr(error, "original", None) or error
+    log.error(
+        "interaction %s (%s) failed",
+        interaction.id,
+        getattr(interaction.command, "qualified_name", None) or interaction.type.name,
+        exc_info=(type(original), original, original.__traceback__),
+    )
+    await _withdraw_thinking(interaction)
+    await reply_privately(interaction, t("internal", locale_of(interaction)))
+
+
+class InteractionIntake:
+    """Runs a request through the intake and answers Discord (see the module docstring)."""
+
+    def __init__(self, intake: Intake) -> None:
+        self.intake = intake
+
+    async def refuse(self, interaction: discord.Interaction[Any], text: str) -> None:
+        await reply_privately(interaction, text)
 
     async def submit(
         self,
-        interaction: discord.Interaction,
+        interaction: discord.Interaction[Any],
         options: EditOptions,
         *,
-        kind: str,
+        kind: JobKind,
         attachment: discord.Attachment | None = None,
         input_url: str | None = None,
         input_filename: str | None = None,
         parent_job_id: str | None = None,
-    ) -> m.JobRecord | None:
-        """Validate, defer, persist and start one job; returns it, or None when refused."""
-        locale = str(interaction.locale)
-        job_id = m.new_job_id()
-        with job_context(job_id):
-            try:
-                prompt = clean_prompt(options.prompt, locale)
-                if attachment is not None:
-                    check_attachment(attachment, self.settings, locale)
-                    input_url, input_filename = attachment.url, attachment.filename
-                if not self.runner.accepting:
-                    raise Refusal(error_text(ShuttingDown(), locale), "shutting down")
-                if self.runner.scheduler.waiting_count >= self.settings.max_queued_jobs:
-                    raise Refusal(
-                        error_text(BusyError(limit=self.settings.max_queued_jobs), locale), "queue full"
-                    )
-                decision = await self.moderation.admit(facts_of(interaction, prompt, options))
-                if isinstance(decision, Denied):
-                    self.modlog.denied(
-                        guild_id=interaction.guild_id,
-                        channel_id=interaction.channel_id or 0,
-                        user_id=interaction.user.id,
-                        prompt=prompt,
-                        model=options.model,
-                        denial=decision,
-                    )
-                    raise Refusal(t(decision.code, locale, **decision.params), decision.detail)
-            except Refusal as refusal:
-                log.info("refused /%s from user %s: %s", kind, interaction.user.id, refusal.reason)
-                await self.refuse(interaction, refusal.text)
-                return None
-
-            try:
-                await interaction.response.defer(thinking=True)
-                status = await interaction.original_response()
-            except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
-                # Nothing was accepted: the user sees Discord's own "did not respond" notice.
-                log.warning("could not acknowledge /%s from user %s: %r", kind, interaction.user.id, exc)
-                return None
-            default_size = "match_input_image" if input_url else "16:9"
-            job = m.JobRecord(
-                id=job_id,
-                kind=kind,
-                prompt=prompt,
-                model=decision.model,
-                size=options.size or default_size,
-                response_format=options.response_format,
-                safety_tolerance=decision.safety,
-                prompt_upsampling=options.enhance,
-                user_id=interaction.user.id,
-                user_name=str(interaction.user),
-                channel_id=interaction.channel_id or 0,
-                guild_id=interaction.guild_id,
-                locale=locale,
-                application_id=interaction.application_id,
-                interaction_id=interaction.id,
-                interaction_token=interaction.token,
-                token_issued_at=interaction.created_at.timestamp(),
-                status_message_id=status.id,
-                attachment_size_limit=getattr(interaction, "filesize_limit", None) or 10 * 1024 * 1024,
-                input_url=input_url,
-                input_filename=input_filename,
-                parent_job_id=parent_job_id,
-                created_at=time.time(),
-            )
-            try:
-                await self.runner.start_job(job)
-            except KontextError as exc:
-                log.warning("could not start the job: %s", exc.detail)
-                # remove the public "thinking" message first, so the notice can be private
-                with contextlib.suppress(discord.HTTPException):
-                    await interaction.delete_original_response()
-                await self.refuse(interaction, error_text(exc, locale))
-                return None
-            log.info(
-                "accepted /%s from user %s in channel %s (model=%s size=%s)",
-                kind,
-                job.user_id,
-                job.channel_id,
-                job.model,
-                job.size,
-            )
-            return job
+    ) -> JobRecord | None:
+        """Accept, defer and start one job; returns it, or None when refused."""
+        request = request_from(
+            interaction,
+            options,
+            kind=kind,
+            attachment=attachment,
+            input_url=input_url,
+            input_filename=input_filename,
+            parent_job_id=parent_job_id,
+        )
+        decision = await self.intake.accept(request)
+        if isinstance(decision, Refused):
+            await reply_privately(interaction, t(decision.code, request.locale, **decision.params))
+            return None
+        try:
+            await interaction.response.defer(thinking=True)
+            status = await interaction.original_response()
+        except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
+            # Nothing was accepted: the user sees Discord's own "did not respond" notice.
+            self.intake.abandon(decision)
+            log.warning("could not acknowledge /%s from user %s: %r", kind, request.user_id, exc)
+            return None
+        except BaseException:
+            self.intake.abandon(decision)
+            raise
+        handle = InteractionHandle(
+            application_id=interaction.application_id,
+            interaction_id=interaction.id,
+            token=interaction.token,
+            issued_at=interaction.created_at.timestamp(),
+            status_message_id=status.id,
+            attachment_size_limit=interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT,
+        )
+        try:
+            return await self.intake.start(decision, handle)
+        except KontextError as exc:
+            log.warning("could not start the job: %s", exc.detail)
+            await _withdraw_thinking(interaction)
+            await reply_privately(interaction, error_text(exc, request.locale))
+            return None

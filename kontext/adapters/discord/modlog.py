@@ -11,78 +11,70 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-from typing import Any
 
 import discord
 
-from kontext.adapters.images.worker import ImageWorker
-from kontext.domain.jobs import DONE, JobRecord
-from kontext.services.moderation import Moderation
+from kontext.domain.jobs import JobRecord, JobState
 from kontext.domain.policy import Denied
+from kontext.domain.values import clip
+from kontext.services.intake import EditRequest
+from kontext.services.moderation import Moderation
+from kontext.services.ports import ImageProcessor
+from kontext.support.background import BackgroundTasks
 
 log = logging.getLogger("kontext.adapters.discord.modlog")
 
 COLOURS = {"done": discord.Colour.green(), "failed": discord.Colour.red(), "denied": discord.Colour.orange()}
 
 
-def _clip(text: str, limit: int = 1000) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class ModLog:
     """Posts entries; remembers per guild why it could not (shown by ``/kontext show``)."""
 
-    def __init__(self, client: discord.Client, moderation: Moderation, images: ImageWorker) -> None:
+    def __init__(self, client: discord.Client, moderation: Moderation, images: ImageProcessor) -> None:
         self.client = client
         self.moderation = moderation
         self.images = images
         self.problems: dict[int, str] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._posts = BackgroundTasks("modlog", log)
 
     def clear_problem(self, guild_id: int) -> None:
         self.problems.pop(guild_id, None)
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def drain(self) -> None:
-        """Wait for entries being posted (shutdown and tests)."""
-        while self._tasks:
-            await asyncio.wait(list(self._tasks))
+        """Wait for entries being posted (tests)."""
+        await self._posts.drain()
+
+    async def close(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - a shutdown budget
+        """Let entries being posted finish (up to ``timeout``), then stop."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._posts.drain()
+        except TimeoutError:
+            log.warning("moderation log entries still being posted after %.0f s; dropped", timeout)
+        await self._posts.close(timeout=1)
 
     # --- entry points (never raise) -------------------------------------------------------------
 
-    def denied(
-        self,
-        *,
-        guild_id: int | None,
-        channel_id: int,
-        user_id: int,
-        prompt: str,
-        model: str | None,
-        denial: Denied,
-    ) -> None:
-        if guild_id is None:
+    def denied(self, request: EditRequest, prompt: str, denial: Denied) -> None:
+        if request.guild_id is None:
             return
         fields = {
-            "Requester": f"<@{user_id}> ({user_id})",
-            "Channel": f"<#{channel_id}>",
-            "Prompt": _clip(prompt),
-            "Model": model or "default",
-            "Outcome": f"denied: {denial.code.removeprefix('policy_')} — {_clip(denial.detail, 300)}",
+            "Requester": f"<@{request.user_id}> ({request.user_id})",
+            "Channel": f"<#{request.channel_id}>",
+            "Prompt": clip(prompt, 1000),
+            "Model": request.options.model or "default",
+            "Outcome": f"denied: {denial.code.removeprefix('policy_')} — {clip(denial.detail, 300)}",
         }
-        self._spawn(self._post(guild_id, "denied", "Request denied", fields, None, None))
+        self._posts.spawn(self._post(request.guild_id, "denied", "Request denied", fields, None, None))
 
     def finished(self, job: JobRecord, input_image: bytes | None, output_image: bytes | None) -> None:
         if job.guild_id is None:
             return
-        outcome = "done" if job.state == DONE else "failed"
+        outcome = "done" if job.state is JobState.DONE else "failed"
         fields = {
             "Requester": f"<@{job.user_id}> ({job.user_id})",
             "Channel": f"<#{job.channel_id}>",
-            "Prompt": _clip(job.prompt),
+            "Prompt": clip(job.prompt, 1000),
             "Model": job.model,
             "Safety": str(job.safety_tolerance),
             "Outcome": "done" if outcome == "done" else f"failed: {job.error_code}",
@@ -93,9 +85,9 @@ class ModLog:
                 f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/{job.result_message_id}"
             )
         if outcome == "failed" and job.error_detail:
-            fields["Reason"] = _clip(job.error_detail, 300)
+            fields["Reason"] = clip(job.error_detail, 300)
         title = "Edit done" if outcome == "done" else "Edit failed"
-        self._spawn(self._post(job.guild_id, outcome, title, fields, input_image, output_image))
+        self._posts.spawn(self._post(job.guild_id, outcome, title, fields, input_image, output_image))
 
     # --- posting --------------------------------------------------------------------------------
 

@@ -16,11 +16,22 @@ from collections.abc import Callable
 
 import discord
 
-from kontext.domain.errors import DeliveryError, KontextError
+from kontext.domain.errors import DeliveryError
+from kontext.domain.events import (
+    Delivered,
+    Done,
+    Downloading,
+    Editing,
+    Failed,
+    Note,
+    Queued,
+    StatusEvent,
+    Uploading,
+    Waiting,
+)
+from kontext.domain.jobs import DeliveryKind, JobKind, JobRecord
+from kontext.domain.values import clip
 from kontext.i18n import error_text, t
-from kontext.adapters.images.processing import FittedResult
-from kontext.services.runner import Delivered
-from kontext.domain.jobs import KIND_IMAGINE, JobRecord
 
 log = logging.getLogger("kontext.discord")
 
@@ -32,20 +43,40 @@ NO_PINGS = discord.AllowedMentions.none()
 ViewFactory = Callable[[JobRecord], "discord.ui.View | None"]
 
 
+NOTE_KEYS = {Note.LETTERBOXED: "letterboxed_note", Note.REENCODED: "reencoded_note"}
+
+
+def status_text(event: StatusEvent, locale: str | None) -> str:
+    """The status line for ``event`` in the requester's language."""
+    match event:
+        case Uploading():
+            return t("status_uploading", locale)
+        case Waiting(position=position):
+            return t("status_waiting", locale, position=position)
+        case Queued(elapsed=elapsed):
+            return t("status_queued", locale, elapsed=elapsed)
+        case Editing(progress=None, elapsed=elapsed):
+            return t("status_editing_noprogress", locale, elapsed=elapsed)
+        case Editing(progress=progress, elapsed=elapsed):
+            return t("status_editing", locale, progress=progress, elapsed=elapsed)
+        case Downloading(elapsed=elapsed):
+            return t("status_downloading", locale, elapsed=elapsed)
+
+
 def _token_gone(exc: discord.HTTPException) -> bool:
     return isinstance(exc, discord.NotFound) or exc.code in _TOKEN_GONE_CODES or exc.status == 401
 
 
-def result_embed(job: JobRecord, elapsed: float, filename: str) -> discord.Embed:
+def result_embed(job: JobRecord, elapsed: int, filename: str) -> discord.Embed:
     """The embed shown with a result: prompt, model, requester and time taken."""
-    title = t("result_title_imagine" if job.kind == KIND_IMAGINE else "result_title", job.locale)
-    prompt = job.prompt if len(job.prompt) <= 1000 else job.prompt[:999] + "…"
+    title = t("result_title_imagine" if job.kind is JobKind.IMAGINE else "result_title", job.locale)
+    prompt = clip(job.prompt, 1000)
     embed = discord.Embed(title=title, colour=discord.Colour.blurple())
     embed.add_field(name=t("field_prompt", job.locale), value=prompt, inline=False)
     embed.add_field(name=t("field_model", job.locale), value=job.model, inline=True)
     embed.add_field(name=t("field_requester", job.locale), value=f"<@{job.user_id}>", inline=True)
     embed.add_field(
-        name=t("field_time", job.locale), value=t("seconds", job.locale, elapsed=round(elapsed)), inline=True
+        name=t("field_time", job.locale), value=t("seconds", job.locale, elapsed=elapsed), inline=True
     )
     embed.set_image(url=f"attachment://{filename}")
     embed.set_footer(text=f"job {job.id}")
@@ -53,7 +84,7 @@ def result_embed(job: JobRecord, elapsed: float, filename: str) -> discord.Embed
 
 
 class DiscordReporter:
-    """Implements :class:`kontext.services.runner.Reporter` with discord.py webhooks and channel messages."""
+    """The :class:`~kontext.services.ports.Reporter` port on discord.py webhooks and channel messages."""
 
     def __init__(
         self, client: discord.Client, job: JobRecord, view_factory: ViewFactory | None = None
@@ -109,12 +140,14 @@ class DiscordReporter:
 
     # --- Reporter -----------------------------------------------------------------------------
 
-    async def status(self, text: str) -> None:
+    async def status(self, event: StatusEvent) -> None:
         if not self.token_alive() or self.job.status_message_id is None:
             return
         try:
             await self._webhook().edit_message(
-                self.job.status_message_id, content=text, allowed_mentions=NO_PINGS
+                self.job.status_message_id,
+                content=status_text(event, self.job.locale),
+                allowed_mentions=NO_PINGS,
             )
         except discord.HTTPException as exc:
             if _token_gone(exc):
@@ -131,26 +164,28 @@ class DiscordReporter:
             raise DeliveryError("Discord returned no attachment for the input")
         return message.attachments[0].url
 
-    async def deliver(self, result: FittedResult, notes: list[str]) -> Delivered:
-        job = self.job
+    async def deliver(self, done: Done) -> Delivered:
+        job, result = self.job, done.result
         filename = f"kontext-{job.id}.{result.extension}"
-        elapsed = job.elapsed()
-        embed = result_embed(job, elapsed, filename)
+        embed = result_embed(job, done.elapsed, filename)
         view = self.view_factory(job) if self.view_factory else None
-        done = "\n".join([t("status_done", job.locale, elapsed=round(elapsed)), *notes])
+        notes = [t(NOTE_KEYS[note], job.locale) for note in done.notes]
+        text = "\n".join([t("status_done", job.locale, elapsed=done.elapsed), *notes])
         fallback = False
         if self.token_alive() and job.status_message_id is not None:
             try:
                 message = await self._webhook().edit_message(
                     job.status_message_id,
-                    content=done,
+                    content=text,
                     embed=embed,
                     attachments=[discord.File(io.BytesIO(result.data), filename=filename)],
                     allowed_mentions=NO_PINGS,
                     view=view,
                 )
                 return Delivered(
-                    "original", message.id, message.attachments[0].url if message.attachments else None
+                    DeliveryKind.ORIGINAL,
+                    message.id,
+                    message.attachments[0].url if message.attachments else None,
                 )
             except discord.HTTPException as exc:
                 if _token_gone(exc):
@@ -184,10 +219,10 @@ class DiscordReporter:
             raise DeliveryError(
                 f"posting to channel {job.channel_id} failed: {exc.status} {exc.code}"
             ) from exc
-        return Delivered("channel", sent.id, sent.attachments[0].url if sent.attachments else None)
+        return Delivered(DeliveryKind.CHANNEL, sent.id, sent.attachments[0].url if sent.attachments else None)
 
-    async def fail(self, error: KontextError) -> None:
-        job = self.job
+    async def fail(self, failed: Failed) -> None:
+        job, error = self.job, failed.error
         text = error_text(error, job.locale)
         if self.token_alive() and job.status_message_id is not None:
             webhook = self._webhook()

@@ -1,18 +1,17 @@
-"""Image hosts behind one port (:class:`ImageHost`); :func:`build_host` picks one from settings."""
+"""Image hosts behind the :class:`~kontext.services.ports.ImageHost` port; :func:`build_host` picks one."""
 
 from __future__ import annotations
 
-from kontext.adapters.apimart.client import ApimartClient
-from kontext.config import Settings
 from kontext.adapters.hosting.apimart import ApimartHost
-from kontext.adapters.hosting.base import HostedImage, ImageHost, StatusAttacher
 from kontext.adapters.hosting.discord import DiscordHost
 from kontext.adapters.hosting.local import LocalHost, load_secret
+from kontext.config import Settings
+from kontext.services.ports import ImageHost, ImageProvider
 
-__all__ = ["HostedImage", "ImageHost", "LocalHost", "StatusAttacher", "build_host"]
+__all__ = ["ApimartHost", "DiscordHost", "LocalHost", "build_host"]
 
 
-def build_host(settings: Settings, client: ApimartClient) -> ImageHost:
+def build_host(settings: Settings, provider: ImageProvider) -> ImageHost:
     """The host named by ``IMAGE_HOST``."""
     if settings.image_host == "local":
         assert settings.public_base_url is not None  # validated in config
@@ -22,4 +21,4 @@ def build_host(settings: Settings, client: ApimartClient) -> ImageHost:
         )
     if settings.image_host == "discord":
         return DiscordHost()
-    return ApimartHost(client)
+    return ApimartHost(provider)

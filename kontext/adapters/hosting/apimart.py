@@ -1,10 +1,9 @@
-"""``IMAGE_HOST=apimart``: APIMart's own upload endpoint (public for 72 h, certainly reachable by the API)."""
+"""``IMAGE_HOST=apimart``: the provider's own upload endpoint (APIMart: public for 72 h, surely reachable)."""
 
 from __future__ import annotations
 
-from kontext.adapters.apimart.client import ApimartClient
 from kontext.domain.errors import ApiError, HostingError
-from kontext.adapters.hosting.base import HostedImage, StatusAttacher
+from kontext.services.ports import HostedImage, ImageProvider, StatusAttacher
 
 
 class ApimartHost:
@@ -12,14 +11,14 @@ class ApimartHost:
 
     name = "apimart"
 
-    def __init__(self, client: ApimartClient) -> None:
-        self.client = client
+    def __init__(self, provider: ImageProvider) -> None:
+        self.provider = provider
 
     async def put(
         self, job_id: str, data: bytes, content_type: str, extension: str, attach: StatusAttacher | None
     ) -> HostedImage:
         try:
-            url = await self.client.upload_image(data, f"{job_id}.{extension}", content_type)
+            url = await self.provider.upload(data, f"{job_id}.{extension}", content_type)
         except ApiError as exc:
             raise HostingError(f"APIMart upload failed: {exc.detail}", status=exc.status) from exc
         return HostedImage(url=url, handle=None)

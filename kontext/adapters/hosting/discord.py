@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kontext.domain.errors import HostingError
-from kontext.adapters.hosting.base import HostedImage, StatusAttacher
+from kontext.services.ports import HostedImage, StatusAttacher
 
 
 class DiscordHost:

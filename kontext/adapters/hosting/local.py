@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from kontext.domain.errors import HostingError
-from kontext.adapters.hosting.base import HostedImage, StatusAttacher
+from kontext.services.ports import HostedImage, StatusAttacher
 
 log = logging.getLogger("kontext.adapters.hosting.local")
 

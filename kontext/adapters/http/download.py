@@ -23,6 +23,8 @@ from typing import Final
 import aiohttp
 from yarl import URL
 
+from kontext.services.ports import FetchError, FetchTooLarge
+
 log = logging.getLogger("kontext.adapters.http.download")
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "DownloadRefused",
     "DownloadTooLarge",
     "Downloaded",
+    "HttpDownloader",
     "address_allowed",
     "download_capped",
 ]
@@ -262,3 +265,28 @@ async def download_capped(
     except aiohttp.ClientError as exc:
         raise DownloadFailed(f"{type(exc).__name__} fetching {_safe_url(current)}: {exc}") from exc
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class HttpDownloader:
+    """The :class:`~kontext.services.ports.Downloader` port on :func:`download_capped`."""
+
+    def __init__(self, session: aiohttp.ClientSession, *, allow_private: bool, timeout: float) -> None:
+        self.session = session
+        self.allow_private = allow_private
+        self.timeout = timeout
+
+    async def fetch(self, url: str, *, max_bytes: int, accept_types: tuple[str, ...] | None = None) -> bytes:
+        try:
+            downloaded = await download_capped(
+                self.session,
+                url,
+                max_bytes=max_bytes,
+                allow_private=self.allow_private,
+                timeout=self.timeout,
+                accept_types=accept_types,
+            )
+        except DownloadTooLarge as exc:
+            raise FetchTooLarge(str(exc), size=exc.size) from exc
+        except DownloadError as exc:
+            raise FetchError(str(exc)) from exc
+        return downloaded.data

@@ -30,6 +30,7 @@ from typing import Final
 
 from PIL import Image, ImageFile
 
+from kontext.domain.images import MAX_LETTERBOX_ASPECT, FittedResult, ImageLimits, NormalisedImage
 from kontext.domain.errors import (
     BrokenImage,
     ImageBadShape,
@@ -62,8 +63,6 @@ __all__ = [
     "thumbnail",
 ]
 
-#: Images more elongated than this are refused; between ``max_aspect`` and this they are letterboxed.
-MAX_LETTERBOX_ASPECT: Final = 8.0
 #: A tiny image is upscaled at most this much to reach ``min_side``; smaller ones are refused.
 MAX_UPSCALE: Final = 8.0
 #: Letterbox colour for opaque images (neutral mid grey); transparent images get transparent bars.
@@ -98,49 +97,6 @@ _HEIF_BRANDS: Final = frozenset(
 )
 _BMP_HEADER_SIZES: Final = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 _BOMB_PIXELS_RE: Final = re.compile(r"\((\d+) pixels\)")
-
-
-@dataclass(frozen=True)
-class ImageLimits:
-    """Limits for one normalisation (build it from :class:`kontext.config.Settings`)."""
-
-    #: Input file size cap in bytes (checked first).
-    max_bytes: int = 20 * 1024 * 1024
-    #: Decompression-bomb cap on the declared ``width * height``, checked before ``load()``.
-    max_pixels: int = 50_000_000
-    #: The normalised output has at most this many pixels (downscale only).
-    target_pixels: int = 2_000_000
-    #: Short side below this: upscaled (up to ``MAX_UPSCALE``x) or refused.
-    min_side: int = 64
-    #: Flux Kontext works between 3:7 and 7:3; beyond that, letterboxed (up to 1:8) or refused.
-    max_aspect: float = 7 / 3
-
-    def __post_init__(self) -> None:
-        if self.max_bytes <= 0 or self.max_pixels <= 0 or self.target_pixels <= 0 or self.min_side <= 0:
-            raise ValueError("image limits must be positive")
-        if not 1.0 <= self.max_aspect <= MAX_LETTERBOX_ASPECT:
-            raise ValueError(f"max_aspect must be between 1 and {MAX_LETTERBOX_ASPECT}")
-
-
-@dataclass(frozen=True)
-class NormalisedImage:
-    data: bytes
-    content_type: str  # "image/jpeg" or "image/png"
-    extension: str  # "jpg" or "png"
-    width: int
-    height: int
-    source_format: str  # Pillow format name of the input: "PNG", "JPEG", "WEBP", "GIF", ...
-    letterboxed: bool
-
-
-@dataclass(frozen=True)
-class FittedResult:
-    data: bytes
-    content_type: str
-    extension: str
-    width: int
-    height: int
-    reencoded: bool
 
 
 # --- format sniffing ----------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Runs :mod:`kontext.adapters.images.processing` in a small dedicated thread pool so the event loop never decodes pixels.
 
-Inline, normalising a 12 MP photo stalls the loop for most of a second (DESIGN.md §5); here the loop
+Inline, normalising a 12 MP photo stalls the loop for most of a second; here the loop
 only awaits a future. The semaphore admits at most ``max_threads`` jobs into the pool at a time:
 callers queue on it (cancellable, nothing has started yet) instead of in the executor's unbounded
 queue, and a slot is only given back when the thread has really finished, even if the caller was
@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from kontext.adapters.images import processing as images
-from kontext.adapters.images.processing import FittedResult, ImageLimits, NormalisedImage
+from kontext.domain.images import FittedResult, ImageLimits, NormalisedImage
 
 T = TypeVar("T")
 

@@ -1,4 +1,4 @@
-"""Persistence behind a small interface; SQLite (one file under DATA_DIR) is the default adapter.
+"""The SQLite store (one file under DATA_DIR): the default adapter of the store port.
 
 All SQLite work runs on one dedicated thread, so the event loop never blocks on disk I/O and the
 connection is only ever used from the thread that made it. The schema is versioned with
@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from kontext.domain.jobs import ACTIVE_STATES, FINAL_STATES, JobRecord
+from kontext.domain.jobs import ACTIVE_STATES, FINAL_STATES, JobRecord, JobState
 
 log = logging.getLogger("kontext.adapters.storage.sqlite")
 T = TypeVar("T")
@@ -89,30 +89,8 @@ _COLUMNS = JobRecord.column_names()
 _BOOL_COLUMNS = {"prompt_upsampling"}
 
 
-class Store(Protocol):
-    """What the rest of the bot needs from persistence (SQLite now; PostgreSQL can implement it)."""
-
-    async def open(self) -> None: ...
-    async def close(self) -> None: ...
-    async def insert_job(self, job: JobRecord) -> None: ...
-    async def get_job(self, job_id: str) -> JobRecord | None: ...
-    async def update_job(self, job: JobRecord, **changes: Any) -> None: ...
-    async def transition(
-        self, job: JobRecord, from_states: Iterable[str], to_state: str, **changes: Any
-    ) -> bool: ...
-    async def active_jobs(self) -> list[JobRecord]: ...
-    async def get_guild_settings(self, guild_id: int) -> dict[str, Any] | None: ...
-    async def put_guild_settings(self, guild_id: int, data: dict[str, Any]) -> None: ...
-    async def delete_guild_settings(self, guild_id: int) -> None: ...
-    async def add_usage(self, day: str, guild_id: int, user_id: int, at: float) -> None: ...
-    async def usage(self, day: str, guild_id: int, user_id: int | None = None) -> int: ...
-    async def usage_snapshot(self, day: str, guild_id: int) -> tuple[dict[int, int], dict[int, float]]: ...
-    async def last_use(self, guild_id: int, user_id: int) -> float | None: ...
-    async def prune(self, before: float) -> tuple[int, int]: ...
-
-
 class SqliteStore:
-    """:class:`Store` on one SQLite file (WAL mode), all calls serialised on one thread."""
+    """The :class:`~kontext.services.ports.Store` port on one SQLite file (WAL mode), all calls serialised on one thread."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -206,7 +184,7 @@ class SqliteStore:
             setattr(job, name, value)
 
     async def transition(
-        self, job: JobRecord, from_states: Iterable[str], to_state: str, **changes: Any
+        self, job: JobRecord, from_states: Iterable[JobState], to_state: JobState, **changes: Any
     ) -> bool:
         """Compare-and-set the state; False (and nothing changed) if the job is not in ``from_states``."""
         allowed = list(from_states)
@@ -267,27 +245,16 @@ class SqliteStore:
     async def delete_guild_settings(self, guild_id: int) -> None:
         await self._call(lambda c: c.execute("DELETE FROM guild_settings WHERE guild_id = ?", (guild_id,)))
 
-    async def add_usage(self, day: str, guild_id: int, user_id: int, at: float) -> None:
+    async def add_usage(self, day: str, guild_id: int, user_id: int, at: float, count: int = 1) -> None:
+        """Add ``count`` (negative for a refund) to a user's day; ``at`` becomes their last use."""
         await self._call(
             lambda c: c.execute(
-                "INSERT INTO usage (day, guild_id, user_id, count, last_at) VALUES (?, ?, ?, 1, ?) "
+                "INSERT INTO usage (day, guild_id, user_id, count, last_at) VALUES (?, ?, ?, MAX(?, 0), ?) "
                 "ON CONFLICT(day, guild_id, user_id) "
-                "DO UPDATE SET count = count + 1, last_at = excluded.last_at",
-                (day, guild_id, user_id, at),
+                "DO UPDATE SET count = MAX(count + ?, 0), last_at = excluded.last_at",
+                (day, guild_id, user_id, count, at, count),
             )
         )
-
-    async def usage(self, day: str, guild_id: int, user_id: int | None = None) -> int:
-        if user_id is None:
-            sql, params = (
-                "SELECT COALESCE(SUM(count), 0) FROM usage WHERE day = ? AND guild_id = ?",
-                (day, guild_id),
-            )
-        else:
-            sql = "SELECT COALESCE(SUM(count), 0) FROM usage WHERE day = ? AND guild_id = ? AND user_id = ?"
-            params = (day, guild_id, user_id)  # type: ignore[assignment]
-        row = await self._call(lambda c: c.execute(sql, params).fetchone())
-        return int(row[0])
 
     async def usage_snapshot(self, day: str, guild_id: int) -> tuple[dict[int, int], dict[int, float]]:
         """A guild's per-user counts for ``day`` and every user's last use (any day)."""
@@ -302,11 +269,3 @@ class SqliteStore:
             ).fetchall()
         )
         return {int(r[0]): int(r[1]) for r in counts}, {int(r[0]): float(r[1]) for r in last}
-
-    async def last_use(self, guild_id: int, user_id: int) -> float | None:
-        row = await self._call(
-            lambda c: c.execute(
-                "SELECT MAX(last_at) FROM usage WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
-            ).fetchone()
-        )
-        return float(row[0]) if row and row[0] is not None else None

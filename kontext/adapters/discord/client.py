@@ -1,0 +1,131 @@
+"""The discord.py client: gateway connection, command tree, extensions, and the error boundary.
+
+What the bot does lives behind :class:`Backend` (built by :mod:`kontext.app`); this class only
+does the Discord part of starting and stopping: aim discord.py at the configured servers, load the
+cogs, sync the commands, route unexpected command errors to
+:func:`~kontext.adapters.discord.interactions.report_unexpected`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import discord
+import yarl
+from discord import app_commands
+from discord.ext import commands
+
+from kontext.adapters.discord.interactions import InteractionIntake, report_unexpected
+from kontext.adapters.discord.modlog import ModLog
+from kontext.adapters.discord.translator import KontextTranslator
+from kontext.config import Settings
+from kontext.domain.jobs import JobRecord
+from kontext.services.moderation import Moderation
+from kontext.services.runner import JobRunner
+
+log = logging.getLogger("kontext.bot")
+
+EXTENSIONS = ("cogs.edit", "cogs.settings")
+
+# The bot never joins voice channels: silence discord.py's start-up warnings about voice libraries.
+discord.VoiceClient.warn_nacl = False
+discord.VoiceClient.warn_dave = False
+
+ViewFactory = Callable[[JobRecord], discord.ui.View | None]
+
+
+class Backend(Protocol):
+    """What the cogs and the client use of the application (see :class:`kontext.app.App`)."""
+
+    settings: Settings
+    interactions: InteractionIntake
+    moderation: Moderation
+    modlog: ModLog
+    runner: JobRunner
+
+    async def start(self, bot: KontextBot) -> None:
+        """Build and start everything that needs the running loop (before the gateway connects)."""
+        ...
+
+    async def resume(self) -> int:
+        """Resume unfinished jobs (after commands are synced); returns how many."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def point_discord_at(settings: Settings) -> None:
+    """Aim discord.py's REST and gateway at the configured servers (a proxy, or a test fake)."""
+    discord.http.Route.BASE = settings.discord_api_base
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+
+
+class KontextTree(app_commands.CommandTree[Any]):
+    """The command tree with the bot's error boundary."""
+
+    async def on_error(self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError) -> None:
+        if isinstance(error, app_commands.CheckFailure):
+            return  # the check has already told the user
+        await report_unexpected(interaction, error)
+
+
+class KontextBot(commands.Bot):
+    """The Discord client of one bot process."""
+
+    def __init__(self, settings: Settings, backend: Backend, **options: Any) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),  # nothing pings unless a call says so
+            tree_cls=KontextTree,
+            **options,
+        )
+        self.settings = settings
+        self.backend = backend
+        self.result_view_factory: ViewFactory | None = None
+        self._closing_started = False
+
+    def connected(self) -> bool:
+        return not self.is_closed() and self.is_ready()
+
+    async def setup_hook(self) -> None:
+        await self.backend.start(self)
+        await self.tree.set_translator(KontextTranslator())
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        await self._sync_commands()
+        resumed = await self.backend.resume()
+        if resumed:
+            log.info("resumed %d unfinished job(s)", resumed)
+
+    async def _sync_commands(self) -> None:
+        guild_id = self.settings.dev_guild_id
+        if guild_id:
+            guild = discord.Object(guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d command(s) to dev guild %s", len(synced), guild_id)
+        else:
+            synced = await self.tree.sync()
+            log.info("synced %d global command(s) (may take up to an hour to show everywhere)", len(synced))
+
+    async def on_ready(self) -> None:
+        log.info(
+            "connected as %s (id %s) to %d guild(s)",
+            self.user,
+            getattr(self.user, "id", "?"),
+            len(self.guilds),
+        )
+
+    async def close(self) -> None:
+        if self._closing_started:
+            await super().close()
+            return
+        self._closing_started = True
+        await self.backend.close()
+        await super().close()

@@ -1,0 +1,170 @@
+"""The composition root: build every part from the settings, wire the ports, own their lifetimes.
+
+This is the only module that knows every concrete adapter. :func:`create_bot` is what ``bot.py``
+and the end-to-end tests call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from kontext.adapters.apimart.client import ApimartClient
+from kontext.adapters.discord.client import KontextBot, point_discord_at
+from kontext.adapters.discord.interactions import InteractionIntake
+from kontext.adapters.discord.modlog import ModLog
+from kontext.adapters.discord.reporter import DiscordReporter
+from kontext.adapters.hosting import LocalHost, build_host
+from kontext.adapters.http.download import HttpDownloader
+from kontext.adapters.images.worker import ImageWorker
+from kontext.adapters.storage.sqlite import SqliteStore
+from kontext.adapters.web.app import build_app, start_web
+from kontext.config import Settings
+from kontext.domain.jobs import JobRecord
+from kontext.domain.policy import BotDefaults
+from kontext.domain.poll_schedule import PollSchedule
+from kontext.services.intake import Intake
+from kontext.services.moderation import Moderation
+from kontext.services.runner import JobRunner, RunnerPorts
+from kontext.support.background import BackgroundTasks, every
+from kontext.support.metrics import Metrics
+
+log = logging.getLogger("kontext.app")
+
+USER_AGENT = "KontextBot/0.1 (+https://github.com/)"
+DAY_S = 86_400
+
+
+class App:
+    """Every part of one bot process, built in :meth:`start` and closed in :meth:`close`."""
+
+    # built in start()
+    session: aiohttp.ClientSession
+    store: SqliteStore
+    provider: ApimartClient
+    images: ImageWorker
+    runner: JobRunner
+    moderation: Moderation
+    modlog: ModLog
+    intake: Intake
+    interactions: InteractionIntake
+
+    def __init__(self, settings: Settings, *, poll_schedule: PollSchedule | None = None) -> None:
+        self.settings = settings
+        self.poll_schedule = poll_schedule
+        self.metrics = Metrics()
+        self.web_port: int | None = None
+        self._bot: KontextBot | None = None
+        self._web_runner: web.AppRunner | None = None
+        self._housekeeping = BackgroundTasks("housekeeping", log)
+        self._started: set[str] = set()
+
+    async def start(self, bot: KontextBot) -> None:
+        s = self.settings
+        self._bot = bot
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.http_timeout_s, sock_read=s.http_timeout_s),
+            headers={"User-Agent": USER_AGENT},
+        )
+        self._started.add("session")
+        self.store = SqliteStore(s.database_path)
+        await self.store.open()
+        self._started.add("store")
+        self.provider = ApimartClient(self.session, s.apimart_base_url, s.apimart_api_key, timeout=s.http_timeout_s)
+        host = build_host(s, self.provider)
+        self.images = ImageWorker(max_threads=max(1, min(2, (os.cpu_count() or 2) - 1)))
+        self._started.add("images")
+        downloader = HttpDownloader(self.session, allow_private=s.allow_private_urls, timeout=s.http_timeout_s)
+        self.runner = JobRunner(
+            s,
+            RunnerPorts(self.store, self.provider, host, self.images, downloader, self._reporter),
+            self.metrics,
+            schedule=self.poll_schedule,
+        )
+        self._started.add("runner")
+        defaults = BotDefaults(default_model=s.default_model, default_safety=s.default_safety, allow_dms=s.allow_dms)
+        self.moderation = Moderation(self.store, defaults)
+        self._started.add("moderation")
+        self.modlog = ModLog(bot, self.moderation, self.images)
+        self._started.add("modlog")
+        self.runner.on_finished = self.modlog.finished
+        self.intake = Intake(s, self.runner, self.moderation, on_denied=self.modlog.denied)
+        self.interactions = InteractionIntake(self.intake)
+        await self._start_web(host if isinstance(host, LocalHost) else None)
+        self._housekeeping.spawn(
+            every(DAY_S, self._prune, logger=log, what="retention pruning"), name="retention"
+        )
+
+    def _reporter(self, job: JobRecord) -> DiscordReporter:
+        assert self._bot is not None
+        return DiscordReporter(self._bot, job, self._bot.result_view_factory)
+
+    async def _start_web(self, local: LocalHost | None) -> None:
+        if not self.settings.web_enabled:
+            return
+        app = build_app(self.metrics, self.health, local)
+        self._web_runner, self.web_port = await start_web(app, self.settings.web_host, self.settings.web_port)
+        if local is not None:
+            self._housekeeping.spawn(
+                every(min(300, max(10, local.ttl_s / 4)), lambda: self._sweep(local), logger=log, what="sweep"),
+                name="hosted-sweeper",
+            )
+
+    async def _sweep(self, host: LocalHost) -> None:
+        removed = await asyncio.to_thread(host.sweep)
+        if removed:
+            log.info("removed %d expired hosted file(s)", removed)
+
+    async def _prune(self) -> None:
+        """Forget finished jobs and usage older than RETENTION_DAYS (at start, then daily)."""
+        jobs, usage = await self.store.prune(time.time() - self.settings.retention_days * DAY_S)
+        if jobs or usage:
+            log.info("retention: removed %d old job(s) and %d usage row(s)", jobs, usage)
+
+    async def resume(self) -> int:
+        return await self.runner.resume_all()
+
+    def health(self) -> dict[str, Any]:
+        bot = self._bot
+        connected = bot is not None and bot.connected()
+        latency = bot.latency if bot is not None and connected else float("nan")
+        return {
+            "ok": connected and self.runner.accepting,
+            "discord_connected": connected,
+            "latency_ms": round(latency * 1000) if latency == latency else None,
+            "jobs_running": self.runner.scheduler.running_total,
+            "jobs_waiting": self.runner.scheduler.waiting_count,
+        }
+
+    async def close(self) -> None:
+        """Stop in dependency order; parts that never started are skipped."""
+        started = time.monotonic()
+        if "runner" in self._started:
+            await self.runner.stop()
+        if "moderation" in self._started:
+            await self.moderation.flush()
+        if "modlog" in self._started:
+            await self.modlog.close(timeout=5)
+        await self._housekeeping.close()
+        if self._web_runner is not None:
+            await self._web_runner.cleanup()
+        if "images" in self._started:
+            self.images.close()
+        if "session" in self._started:
+            await self.session.close()
+        if "store" in self._started:
+            await self.store.close()
+        log.info("shut down in %.1f s", time.monotonic() - started)
+
+
+def create_bot(settings: Settings, *, poll_schedule: PollSchedule | None = None, **options: Any) -> KontextBot:
+    """The bot with its application (used by ``bot.py`` and by the end-to-end tests)."""
+    point_discord_at(settings)
+    return KontextBot(settings, App(settings, poll_schedule=poll_schedule), **options)

@@ -1,0 +1,168 @@
+"""The ports: what the services need from the outside world, as Protocols.
+
+Adapters implement them (APIMart, Discord, SQLite, image hosts, HTTP, the image worker); tests
+implement them in memory. Nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from kontext.domain.events import Delivered, Done, Failed, StatusEvent
+from kontext.domain.generation import GenerationRequest, TaskStatus
+from kontext.domain.images import FittedResult, ImageLimits, NormalisedImage
+from kontext.domain.jobs import JobRecord, JobState
+
+# --- the image provider ----------------------------------------------------------------------------
+
+
+class ImageProvider(Protocol):
+    """An image-generation API with asynchronous tasks (APIMart's Flux Kontext today)."""
+
+    name: str
+
+    @property
+    def request_timeout(self) -> float:
+        """Seconds one request may take."""
+        ...
+
+    async def submit(self, request: GenerationRequest, *, idempotency_key: str) -> str:
+        """Start a task and return its id. Never retried once it may have reached the provider."""
+        ...
+
+    async def poll(self, task_id: str) -> TaskStatus:
+        """The task's current status (transient failures retried inside; raises typed API errors)."""
+        ...
+
+    async def upload(self, data: bytes, filename: str, content_type: str) -> str:
+        """Publish an input image on the provider's own storage; returns its public URL."""
+        ...
+
+
+# --- the image host --------------------------------------------------------------------------------
+
+#: Uploads bytes as an attachment of the job's status message and returns its CDN URL.
+StatusAttacher = Callable[[bytes, str, str], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class HostedImage:
+    """A public URL and the handle needed to delete it (None when the host cleans up by itself)."""
+
+    url: str
+    handle: str | None = None
+
+
+class ImageHost(Protocol):
+    """Where the normalised, metadata-free input copy is made public for the provider."""
+
+    name: str
+
+    async def put(
+        self, job_id: str, data: bytes, content_type: str, extension: str, attach: StatusAttacher | None
+    ) -> HostedImage:
+        """Publish ``data``; raise :class:`kontext.domain.errors.HostingError` on failure."""
+        ...
+
+    async def delete(self, handle: str | None) -> None:
+        """Remove a hosted file (best effort, never raises)."""
+        ...
+
+
+# --- downloads and image work ----------------------------------------------------------------------
+
+
+class FetchError(Exception):
+    """A download failed (refused URL, HTTP error, wrong type, network, timeout)."""
+
+
+class FetchTooLarge(FetchError):
+    """The body is larger than allowed; ``size`` when the server declared it."""
+
+    def __init__(self, detail: str, *, size: int | None) -> None:
+        super().__init__(detail)
+        self.size = size
+
+
+class Downloader(Protocol):
+    """Fetches a URL into memory, capped."""
+
+    async def fetch(self, url: str, *, max_bytes: int, accept_types: tuple[str, ...] | None = None) -> bytes:
+        """The body; raises :class:`FetchTooLarge` or :class:`FetchError`."""
+        ...
+
+
+class ImageProcessor(Protocol):
+    """Untrusted image work, off the event loop."""
+
+    async def normalise(self, data: bytes, limits: ImageLimits) -> NormalisedImage: ...
+
+    async def fit_result(self, data: bytes, max_bytes: int, *, max_pixels: int) -> FittedResult: ...
+
+    async def thumbnail(self, data: bytes, max_side: int = 256) -> bytes: ...
+
+
+# --- the requester's side --------------------------------------------------------------------------
+
+
+class Reporter(Protocol):
+    """The requester's side of one job: the status line, the result post, the failure notice."""
+
+    async def status(self, event: StatusEvent) -> None:
+        """Show progress (best effort: never raises for a failed edit)."""
+        ...
+
+    async def attach_input(self, data: bytes, filename: str, content_type: str) -> str:
+        """Attach the input to the status message; its public URL (for the ``discord`` host)."""
+        ...
+
+    async def deliver(self, done: Done) -> Delivered:
+        """Post the result; raises :class:`kontext.domain.errors.DeliveryError`."""
+        ...
+
+    async def fail(self, failed: Failed) -> None:
+        """Tell the requester the job failed."""
+        ...
+
+
+ReporterFactory = Callable[[JobRecord], Reporter]
+
+
+# --- persistence -----------------------------------------------------------------------------------
+
+
+class JobStore(Protocol):
+    """Job records with compare-and-set state transitions."""
+
+    async def insert_job(self, job: JobRecord) -> None: ...
+    async def get_job(self, job_id: str) -> JobRecord | None: ...
+    async def update_job(self, job: JobRecord, **changes: Any) -> None: ...
+    async def transition(
+        self, job: JobRecord, from_states: Iterable[JobState], to_state: JobState, **changes: Any
+    ) -> bool: ...
+    async def active_jobs(self) -> list[JobRecord]: ...
+    async def prune(self, before: float) -> tuple[int, int]: ...
+
+
+class SettingsStore(Protocol):
+    """Per-server settings documents."""
+
+    async def get_guild_settings(self, guild_id: int) -> dict[str, Any] | None: ...
+    async def put_guild_settings(self, guild_id: int, data: dict[str, Any]) -> None: ...
+    async def delete_guild_settings(self, guild_id: int) -> None: ...
+
+
+class UsageStore(Protocol):
+    """Daily usage counters per server and user."""
+
+    async def add_usage(self, day: str, guild_id: int, user_id: int, at: float, count: int = 1) -> None: ...
+    async def usage_snapshot(self, day: str, guild_id: int) -> tuple[dict[int, int], dict[int, float]]: ...
+
+
+class Store(JobStore, SettingsStore, UsageStore, Protocol):
+    """Everything persisted, opened and closed as one."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
