@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from kontext.config import MODELS
+from kontext.domain.generation import MODELS
 from kontext.domain.guild_settings import (
     MAX_BLOCKLIST_ENTRIES,
     MAX_COOLDOWN_S,

@@ -10,22 +10,11 @@ The single source of truth is the table in :mod:`kontext.config.settings` (the b
 """
 
 from kontext.config.schema import ConfigError
-from kontext.config.settings import (
-    FORMATS,
-    IMAGE_HOSTS,
-    LOG_LEVELS,
-    MODELS,
-    SIZES,
-    Settings,
-    load_settings,
-)
+from kontext.config.settings import IMAGE_HOSTS, LOG_LEVELS, Settings, load_settings
 
 __all__ = [
-    "FORMATS",
     "IMAGE_HOSTS",
     "LOG_LEVELS",
-    "MODELS",
-    "SIZES",
     "ConfigError",
     "Settings",
     "load_settings",

@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from kontext.domain.generation import MODELS
 from kontext.config.schema import (
     Bool,
     Choice,
@@ -52,9 +53,6 @@ from kontext.config.schema import (
     setting,
 )
 
-MODELS = ("flux-kontext-pro", "flux-kontext-max")
-SIZES = ("match_input_image", "auto", "1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9", "9:21")
-FORMATS = ("png", "jpg")
 IMAGE_HOSTS = ("apimart", "local", "discord")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

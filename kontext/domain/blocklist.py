@@ -42,7 +42,6 @@ from functools import lru_cache
 
 __all__ = [
     "compile_pattern",
-    "entry_matches",
     "find_blocked",
     "is_whole_word",
     "normalise_light",
@@ -209,7 +208,7 @@ def compile_pattern(entry: str) -> re.Pattern[str]:
     """The regex for one block-list entry; raises :class:`ValueError` if it has nothing to match.
 
     Search it in :func:`normalise_text` of the prompt for a plain entry, in :func:`normalise_light` of
-    the prompt for a quoted entry (:func:`is_whole_word`) — or just call :func:`entry_matches`.
+    the prompt for a quoted entry (:func:`is_whole_word`); :func:`find_blocked` does both.
     """
     return _compile(entry)[0]
 
@@ -217,13 +216,6 @@ def compile_pattern(entry: str) -> re.Pattern[str]:
 def is_whole_word(entry: str) -> bool:
     """True for a quoted entry (matched as whole words on lightly normalised text)."""
     return _unquote(entry)[0]
-
-
-def entry_matches(entry: str, prompt: str) -> bool:
-    """Whether one (valid) entry matches the prompt."""
-    pattern, whole = _compile(entry)
-    text = normalise_light(prompt) if whole else normalise_text(prompt)
-    return pattern.search(text) is not None
 
 
 def find_blocked(prompt: str, entries: Sequence[str]) -> str | None:

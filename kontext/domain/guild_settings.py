@@ -8,7 +8,6 @@ validates and raises :class:`SettingsError` whose ``code`` is a message key in :
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from kontext.domain.generation import MODELS
 from kontext.domain.errors import KontextError
 from kontext.domain.blocklist import compile_pattern
+from kontext.domain.values import whole_number
 
 log = logging.getLogger("kontext.domain.guild_settings")
 
@@ -282,23 +282,8 @@ def _compiles(entry: str) -> bool:
     return True
 
 
-def _coerce_int(value: Any, allow_float: bool = True) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if allow_float and isinstance(value, float) and math.isfinite(value):
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
-    return None
-
-
 def _load_int(name: str, value: Any, lo: int, hi: int, default: int) -> int:
-    number = _coerce_int(value)
+    number = whole_number(value)
     if number is None:
         log.warning("guild settings: %s=%.80r is not a number; using %d", name, value, default)
         return default
@@ -318,7 +303,7 @@ def _load_list(name: str, value: Any) -> list[Any]:
 
 def _load_id(name: str, value: Any) -> int | None:
     # Snowflakes do not survive a float; only ints and digit strings are trusted.
-    number = _coerce_int(value, allow_float=False)
+    number = whole_number(value, allow_float=False)
     if number is None or not 0 < number <= _MAX_SNOWFLAKE:
         log.warning("guild settings: dropped invalid id %.80r in %s", value, name)
         return None

@@ -11,7 +11,6 @@ ZH = "zh"
 
 MESSAGES: dict[str, dict[str, str]] = {
     # --- status line ---
-    "status_received": {EN: "⏳ Received — preparing your image…", ZH: "⏳ 已收到，正在准备图片…"},
     "status_uploading": {EN: "⬆️ Uploading your image…", ZH: "⬆️ 正在上传图片…"},
     "status_waiting": {
         EN: "🕒 Waiting in line — position {position}…",
@@ -186,10 +185,6 @@ MESSAGES: dict[str, dict[str, str]] = {
     "busy": {
         EN: "Too many edits are waiting right now. Please try again later.",
         ZH: "当前排队任务过多，请稍后再试。",
-    },
-    "user_busy": {
-        EN: "You already have {count} edits running. Please wait for one to finish.",
-        ZH: "你已有 {count} 个编辑正在进行，请等待完成后再试。",
     },
     # --- moderation policy (codes from kontext.domain.policy.Denied) ---
     "policy_dm_disabled": {EN: "I only work in servers.", ZH: "我只能在服务器中使用。"},

@@ -59,7 +59,6 @@ __all__ = [
     "fit_result",
     "normalise_image",
     "sniff_format",
-    "supported_formats",
     "thumbnail",
 ]
 
@@ -122,16 +121,6 @@ _HEIF_STATE: bool | None = None
 def _avif_available() -> bool:
     Image.init()
     return "AVIF" in Image.OPEN
-
-
-def supported_formats() -> tuple[str, ...]:
-    """Pillow format names :func:`normalise_image` accepts on this installation."""
-    formats = ["PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"]
-    if _avif_available():
-        formats.append("AVIF")
-    if _heif_available():
-        formats.append("HEIF")
-    return tuple(formats)
 
 
 def sniff_format(data: bytes) -> tuple[str | None, str]:

@@ -1,0 +1,217 @@
+"""The job runner against in-memory ports: every state resumes safely, in milliseconds."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from kontext.config import Settings, load_settings
+from kontext.domain.errors import ApiBalanceError, ApiSubmitUncertain, BusyError, ShuttingDown
+from kontext.domain.events import Downloading, Editing, Queued, Uploading
+from kontext.domain.jobs import JobKind, JobRecord, JobState
+from kontext.domain.poll_schedule import PollSchedule
+from kontext.services.runner import JobRunner, RunnerPorts
+from kontext.support.metrics import Metrics
+from tests.fakes.memory import (
+    MemoryDownloader,
+    MemoryHost,
+    MemoryStore,
+    PassThroughImages,
+    RecordingReporter,
+    ScriptedProvider,
+)
+from tests.harness import API_KEY, TOKEN
+
+INSTANT = PollSchedule().scaled(0.001)
+
+
+def settings(**env: str) -> Settings:
+    base = {"DISCORD_TOKEN": TOKEN, "APIMART_API_KEY": API_KEY, "STATUS_UPDATE_INTERVAL_SECONDS": "0"}
+    return load_settings({**base, **env})
+
+
+def job(state: JobState = JobState.RECEIVED, **changes: Any) -> JobRecord:
+    record = JobRecord(
+        id=f"job{time.monotonic_ns():x}",
+        kind=JobKind.EDIT,
+        prompt="make it blue",
+        model="flux-kontext-pro",
+        size="match_input_image",
+        response_format="png",
+        safety_tolerance=2,
+        prompt_upsampling=False,
+        user_id=1,
+        channel_id=2,
+        guild_id=3,
+        input_url="https://cdn.example/in.png",
+        state=state,
+    )
+    for name, value in changes.items():
+        setattr(record, name, value)
+    return record
+
+
+@dataclass
+class Rig:
+    """A runner and its in-memory ports."""
+
+    store: MemoryStore = field(default_factory=MemoryStore)
+    provider: ScriptedProvider = field(default_factory=ScriptedProvider)
+    host: MemoryHost = field(default_factory=MemoryHost)
+    downloader: MemoryDownloader = field(default_factory=MemoryDownloader)
+    reporters: dict[str, RecordingReporter] = field(default_factory=dict)
+    runner: JobRunner | None = None
+
+    def build(self, **env: str) -> JobRunner:
+        def reporter(record: JobRecord) -> RecordingReporter:
+            return self.reporters.setdefault(record.id, RecordingReporter())
+
+        ports = RunnerPorts(self.store, self.provider, self.host, PassThroughImages(), self.downloader, reporter)
+        self.runner = JobRunner(settings(**env), ports, Metrics(), schedule=INSTANT)
+        return self.runner
+
+    def state(self, record: JobRecord) -> JobState:
+        return self.store.jobs[record.id].state
+
+
+@pytest.fixture
+def rig() -> Rig:
+    return Rig()
+
+
+async def test_a_job_runs_through_every_state_once(rig: Rig) -> None:
+    runner = rig.build()
+    record = job()
+    runner.reserve()
+    await runner.start_job(record)
+    await runner.wait_idle()
+    assert [state for _, state in rig.store.transitions] == [
+        JobState.HOSTED,
+        JobState.SUBMITTING,
+        JobState.SUBMITTED,
+        JobState.DELIVERING,
+        JobState.DONE,
+    ]
+    reporter = rig.reporters[record.id]
+    kinds = [type(event) for event in reporter.statuses]
+    assert kinds[0] is Uploading and Queued in kinds and Editing in kinds and kinds[-1] is Downloading
+    assert len(reporter.delivered) == 1 and reporter.failed == []
+    assert len(rig.provider.submits) == 1 and rig.provider.submits[0][1] == record.id
+    assert rig.host.deleted == [f"h-{record.id}"], "the hosted copy is deleted after the job"
+    stored = rig.store.jobs[record.id]
+    assert stored.interaction_token is None and stored.delivery == "original"
+
+
+async def test_text_to_image_skips_hosting(rig: Rig) -> None:
+    runner = rig.build()
+    record = job(kind=JobKind.IMAGINE, input_url=None, size="16:9")
+    await runner.start_job(record)
+    await runner.wait_idle()
+    assert rig.state(record) is JobState.DONE
+    assert rig.host.puts == [] and rig.downloader.fetched == ["https://results.example/task-1.png"]
+    assert rig.provider.submits[0][0].image_url is None
+
+
+@pytest.mark.parametrize(
+    ("state", "changes", "submits", "hosts"),
+    [
+        (JobState.RECEIVED, {}, 1, 1),
+        (JobState.HOSTED, {"hosted_url": "https://host.example/x.jpg"}, 1, 0),
+        (JobState.SUBMITTED, {"hosted_url": "https://host.example/x.jpg", "task_id": "task-9"}, 0, 0),
+        (JobState.DELIVERING, {"task_id": "task-9", "result_url": "https://results.example/r.png"}, 0, 0),
+    ],
+)
+async def test_resume_from_each_state_finishes_exactly_once(
+    rig: Rig, state: JobState, changes: dict[str, Any], submits: int, hosts: int
+) -> None:
+    record = job(state, **changes)
+    await rig.store.insert_job(record)
+    runner = rig.build()
+    assert await runner.resume_all() == 1
+    await runner.wait_idle()
+    assert rig.state(record) is JobState.DONE
+    assert len(rig.provider.submits) == submits
+    assert len(rig.host.puts) == hosts
+    assert len(rig.reporters[record.id].delivered) == 1
+    if state is JobState.DELIVERING:
+        assert rig.provider.polls == [], "a result already known is not polled again"
+
+
+async def test_a_job_caught_mid_submit_is_failed_never_resubmitted(rig: Rig) -> None:
+    record = job(JobState.SUBMITTING, hosted_url="https://host.example/x.jpg")
+    await rig.store.insert_job(record)
+    runner = rig.build()
+    await runner.resume_all()
+    await runner.wait_idle()
+    assert rig.state(record) is JobState.FAILED
+    assert rig.store.jobs[record.id].error_code == "job_interrupted"
+    assert rig.provider.submits == []
+    assert [f.error.code for f in rig.reporters[record.id].failed] == ["job_interrupted"]
+
+
+async def test_final_jobs_are_not_resumed(rig: Rig) -> None:
+    for state in (JobState.DONE, JobState.FAILED):
+        await rig.store.insert_job(job(state))
+    runner = rig.build()
+    assert await runner.resume_all() == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ApiBalanceError("402", status=402), "api_balance"),
+        (ApiSubmitUncertain("timeout after sending"), "api_submit_uncertain"),
+    ],
+)
+async def test_submit_errors_fail_the_job_without_a_retry(rig: Rig, error: Exception, code: str) -> None:
+    rig.provider.submit_error = error  # type: ignore[assignment]
+    runner = rig.build()
+    record = job()
+    await runner.start_job(record)
+    await runner.wait_idle()
+    assert rig.state(record) is JobState.FAILED and rig.store.jobs[record.id].error_code == code
+    assert len(rig.provider.submits) == 1
+    assert rig.host.deleted == [f"h-{record.id}"], "the hosted copy is cleaned up on failure too"
+
+
+async def test_a_failed_task_reports_its_reason(rig: Rig) -> None:
+    rig.provider.fail_reason = "content policy"
+    runner = rig.build()
+    record = job()
+    await runner.start_job(record)
+    await runner.wait_idle()
+    [failed] = rig.reporters[record.id].failed
+    assert failed.error.code == "task_failed" and failed.error.params["reason"] == "content policy"
+
+
+async def test_an_unreachable_input_is_a_private_failure(rig: Rig) -> None:
+    rig.downloader.broken.add("https://cdn.example/in.png")
+    runner = rig.build()
+    record = job()
+    await runner.start_job(record)
+    await runner.wait_idle()
+    [failed] = rig.reporters[record.id].failed
+    assert failed.error.code == "image_download_failed" and failed.error.private
+    assert rig.provider.submits == []
+
+
+async def test_the_waiting_line_is_bounded_in_one_place(rig: Rig) -> None:
+    runner = rig.build(MAX_QUEUED_JOBS="2")
+    runner.reserve()
+    runner.reserve()
+    with pytest.raises(BusyError):
+        runner.reserve()
+    runner.release()
+    runner.reserve()  # a released place can be taken again
+
+
+async def test_a_stopped_runner_accepts_nothing(rig: Rig) -> None:
+    runner = rig.build()
+    await runner.stop()
+    with pytest.raises(ShuttingDown):
+        runner.reserve()
+    with pytest.raises(ShuttingDown):
+        await runner.start_job(job())
