@@ -18,8 +18,7 @@ import discord
 import pytest
 import yarl
 
-from tests.fakes.discord import FakeDiscord, FakeGuild
-from tests.fakes.discord.ratelimits import RouteLimit
+from tests.fakes.discord import FakeDiscord, FakeGuild, RouteLimit
 
 TOKEN = "MTIzNDU2Nzg5.fake.bot-token"
 AUTH = {"Authorization": f"Bot {TOKEN}"}
@@ -317,7 +316,7 @@ async def test_set_rate_limit_still_enforces_in_both_modes(http: aiohttp.ClientS
         await fake.close()
 
 
-# ----------------------------------------------------------------------------------------------- upload limits
+# ------------------------------------------------------------------------------------------- upload limits
 
 
 async def test_interaction_attachment_size_limit_is_the_larger_of_nitro_and_boosts(
@@ -417,7 +416,7 @@ async def test_without_embed_links_embeds_are_dropped_unless_the_message_is_embe
         await fake.close()
 
 
-# ----------------------------------------------------------------------------------------------- enforce_nonce
+# ------------------------------------------------------------------------------------------- enforce_nonce
 
 
 async def test_enforce_nonce_deduplicates_only_within_the_window(http: aiohttp.ClientSession) -> None:
@@ -614,7 +613,9 @@ async def test_identify_concurrency_is_recorded_or_enforced(http: aiohttp.Client
 
 class ShardedBot(discord.AutoShardedClient):
     def __init__(self) -> None:
-        super().__init__(intents=discord.Intents.default(), chunk_guilds_at_startup=False)
+        super().__init__(
+            intents=discord.Intents.default(), chunk_guilds_at_startup=False, guild_ready_timeout=0.1
+        )
         self.ready = asyncio.Event()
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:

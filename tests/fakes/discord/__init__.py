@@ -30,6 +30,23 @@ Behaviour worth knowing (it mirrors Discord):
   Discord's 400 ``Invalid Form Body`` (50035) shape, so mistakes fail like they would in production.
 * Without the GUILD_MEMBERS intent, GUILD_CREATE only lists the bot's own member; without
   MESSAGE_CONTENT, other users' MESSAGE_CREATE events have empty content/embeds/attachments.
+* Every REST answer carries ``X-RateLimit-Limit/-Remaining/-Reset/-Reset-After/-Bucket`` for the
+  route's bucket (per channel, guild or webhook token). ``FakeDiscord(realistic_rate_limits=True)``
+  (or ``FAKE_DISCORD_REALISTIC_RATE_LIMITS=1``) enforces Discord's observed per-route limits and the
+  global 50/s with 429s (``retry_after``, ``X-RateLimit-Scope``); off by default because it slows the
+  e2e suite down. ``set_rate_limit`` adds a custom limit in either mode.
+* Upload limits: an interaction's ``attachment_size_limit`` is max(the user's Nitro limit —
+  ``add_user(nitro_upload_limit=…)`` —, the guild's boost-tier limit); the bot's own channel messages
+  get only the guild's limit (10/10/50/100 MiB by tier, ``set_premium_tier``). Over it: 413 (40005).
+* Without Embed Links, a channel message's embeds are silently dropped if it has content or files;
+  an embed-only message answers 403 Missing Permissions (50013).
+* ``enforce_nonce`` returns the earlier message with the same nonce only within ``nonce_window``
+  seconds (300 by default) measured on the fake's clock (``clock=``, ``advance_clock``).
+* ``refuse_gateway(404)`` makes websocket upgrades fail like a wrong DISCORD_GATEWAY_URL.
+* Sharding: GET /gateway/bot returns ``shards`` and ``session_start_limit``; IDENTIFY may carry
+  ``shard``; a guild's events go to shard ``(guild_id >> 22) % num_shards`` (DMs to shard 0); too-early
+  IDENTIFYs (per ``max_concurrency`` key per 5 s) are recorded in ``identify_violations`` (answered with
+  op 9 with ``enforce_identify_concurrency=True``). Guild ids spread round-robin over shards.
 
 Layout (one module per role; :class:`FakeDiscord` in :mod:`.fake` composes the mixins):
 
@@ -39,7 +56,8 @@ Layout (one module per role; :class:`FakeDiscord` in :mod:`.fake` composes the m
 * :mod:`.rest` — REST routing and the simple routes; :mod:`.messages` — channel messages;
   :mod:`.interactions` — interaction callbacks and webhooks; :mod:`.validation` — Discord's limits
 * :mod:`.gateway` — websocket sessions; :mod:`.cdn` — signed attachment URLs
-* :mod:`.faults` — scripted failures and rate limits; :mod:`.driver` — acting as users (slash, click …)
+* :mod:`.faults` — scripted failures; :mod:`.ratelimits` — rate-limit buckets and headers
+* :mod:`.driver` — acting as users (slash, message_command, click, select, submit_modal …)
 """
 
 from __future__ import annotations
@@ -59,10 +77,12 @@ from .models import (
     MessageFlags,
     Perm,
 )
+from .ratelimits import DISCORD_RATE_LIMITS, RouteLimit
 from .records import CallbackRecord, EditRecord, GatewayFrame, RecordedFile, RecordedRequest
 
 __all__ = [
     "DEFAULT_ATTACHMENT_SIZE_LIMIT",
+    "DISCORD_RATE_LIMITS",
     "CallbackRecord",
     "EditRecord",
     "FakeAttachment",
@@ -80,4 +100,5 @@ __all__ = [
     "Perm",
     "RecordedFile",
     "RecordedRequest",
+    "RouteLimit",
 ]

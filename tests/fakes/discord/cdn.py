@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import hmac
 import secrets
-import time
 
 from aiohttp import web
 
@@ -29,7 +28,7 @@ class CdnMixin:
         app.router.add_get("/media" + CDN_ROUTE, self._cdn_handler)
 
     def _cdn_now(self) -> float:
-        return time.time() + self._cdn_clock_offset
+        return self.now() + self._cdn_clock_offset
 
     def _cdn_signature(self, path: str, ex: str, is_: str) -> str:
         return hmac.new(self._cdn_secret, f"{path}|{ex}|{is_}".encode(), hashlib.sha256).hexdigest()

@@ -337,9 +337,11 @@ class DriverMixin:
         message: FakeMessage | None = None,
     ) -> FakeInteraction:
         await self.flush()
-        if self._session is None:
+        if not self._sessions:
             raise RuntimeError("no gateway session: the bot has not connected (IDENTIFY) yet")
         user, guild, channel = self._resolve_context(user_id, guild_id, channel_id)
+        if not self._routed_sessions(guild.id if guild else None):
+            raise RuntimeError(f"no gateway session receives shard events of guild {guild and guild.id}")
         iid = self._next_id()
         token = (
             base64.urlsafe_b64encode(f"interaction:{iid}:{secrets.token_hex(40)}".encode())
@@ -347,7 +349,9 @@ class DriverMixin:
             .rstrip("=")
         )
         if attachment_size_limit is None:
-            attachment_size_limit = guild.attachment_size_limit if guild else DEFAULT_ATTACHMENT_SIZE_LIMIT
+            # Discord: the larger of what the user's Nitro and the guild's boost tier allow
+            place_limit = guild.attachment_size_limit if guild else DEFAULT_ATTACHMENT_SIZE_LIMIT
+            attachment_size_limit = max(user.nitro_upload_limit or 0, place_limit)
         payload: dict[str, Any] = {
             "id": str(iid),
             "application_id": str(self.application_id),

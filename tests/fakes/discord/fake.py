@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 
@@ -13,10 +15,14 @@ from .faults import FaultsMixin
 from .gateway import GatewayMixin
 from .interactions import InteractionsMixin
 from .messages import MessagesMixin
-from .models import API_VERSION, Intents
+from .models import API_VERSION, NONCE_WINDOW_SECONDS, Intents
+from .ratelimits import GLOBAL_RATE_LIMIT, RateLimitMixin, RouteLimit
 from .records import GatewayFrame, RecordedRequest
 from .rest import RestMixin
 from .world import WorldMixin
+
+#: Environment switch for the default of ``realistic_rate_limits`` ("1"/"true" on, "0"/"false" off).
+REALISTIC_RATE_LIMITS_ENV = "FAKE_DISCORD_REALISTIC_RATE_LIMITS"
 
 
 class FakeDiscord(
@@ -24,6 +30,7 @@ class FakeDiscord(
     InteractionsMixin,
     MessagesMixin,
     RestMixin,
+    RateLimitMixin,
     GatewayMixin,
     FaultsMixin,
     CdnMixin,
@@ -39,6 +46,22 @@ class FakeDiscord(
         attachment_url_ttl: seconds a signed CDN URL stays valid (Discord: about 24 h).
         privileged_intents: privileged intents enabled for the application; others close with 4014.
         bot_name: the bot user's name.
+        clock: epoch-seconds clock behind :meth:`now` (default ``time.time``); see also
+            :meth:`advance_clock`.
+        nonce_window: seconds during which ``enforce_nonce`` returns the earlier message with the same
+            nonce (Discord: "a few minutes").
+        realistic_rate_limits: enforce Discord's observed per-route limits and the global limit (see
+            :mod:`.ratelimits`); None reads the ``FAKE_DISCORD_REALISTIC_RATE_LIMITS`` environment
+            variable (off unless set). Rate-limit headers are sent on every REST answer either way.
+        rate_limits: per-route limits overriding or extending ``DISCORD_RATE_LIMITS`` in realistic
+            mode, keyed by ``"METHOD route_name"`` (route names: see :mod:`.rest`).
+        global_rate_limit: requests per second outside interaction endpoints (realistic mode only);
+            None disables it.
+        shards: the recommended shard count GET /gateway/bot returns.
+        max_concurrency: IDENTIFYs allowed per 5 s (``session_start_limit.max_concurrency``).
+        session_start_limit: session starts allowed per 24 h (``session_start_limit.total``).
+        enforce_identify_concurrency: answer a too-early IDENTIFY with op 9 Invalid Session like
+            Discord; by default it is only recorded in ``identify_violations``.
     """
 
     def __init__(
@@ -51,6 +74,15 @@ class FakeDiscord(
         attachment_url_ttl: float = 86400.0,
         privileged_intents: int = Intents.PRIVILEGED,
         bot_name: str = "Kontext",
+        clock: Callable[[], float] | None = None,
+        nonce_window: float = NONCE_WINDOW_SECONDS,
+        realistic_rate_limits: bool | None = None,
+        rate_limits: Mapping[str, RouteLimit] | None = None,
+        global_rate_limit: int | None = GLOBAL_RATE_LIMIT,
+        shards: int = 1,
+        max_concurrency: int = 1,
+        session_start_limit: int = 1000,
+        enforce_identify_concurrency: bool = False,
     ) -> None:
         self.token = token
         self.interaction_token_ttl = interaction_token_ttl
@@ -59,12 +91,29 @@ class FakeDiscord(
         self._runner: web.AppRunner | None = None
         #: Every HTTP request received (API and CDN), in order.
         self.requests: list[RecordedRequest] = []
+        if realistic_rate_limits is None:
+            realistic_rate_limits = os.environ.get(REALISTIC_RATE_LIMITS_ENV, "").lower() in (
+                "1",
+                "true",
+                "yes",
+            )
         self._init_cdn(attachment_url_ttl)
         self._init_faults()
-        self._init_gateway(heartbeat_interval_ms=heartbeat_interval_ms, privileged_intents=privileged_intents)
+        self._init_rate_limits(
+            realistic=realistic_rate_limits, rate_limits=rate_limits, global_rate_limit=global_rate_limit
+        )
+        self._init_gateway(
+            heartbeat_interval_ms=heartbeat_interval_ms,
+            privileged_intents=privileged_intents,
+            shards=shards,
+            max_concurrency=max_concurrency,
+            session_start_limit=session_start_limit,
+            enforce_identify_concurrency=enforce_identify_concurrency,
+        )
         self._init_interactions()
+        self._init_messages(nonce_window)
         self._init_rest()
-        self._init_world(bot_name)
+        self._init_world(bot_name, clock)
 
     # ------------------------------------------------------------------------------- lifecycle
 

@@ -189,7 +189,7 @@ class InteractionsMixin:
         self._bump()
         if ctx.record.query.get("with_response", "").lower() not in ("1", "true"):
             return self._no_content()
-        return self._json({"interaction": info, "resource": resource}, route="callback")
+        return self._json({"interaction": info, "resource": resource})
 
     async def _r_followup(self, ctx: Ctx) -> web.StreamResponse:
         inter = self._interaction_or_error(ctx, webhook=True)
@@ -224,7 +224,7 @@ class InteractionsMixin:
         inter.followups.append(msg)
         self._bump()
         if ctx.record.query.get("wait", "").lower() in ("1", "true"):
-            return self._json(msg.to_payload(), route="followup")
+            return self._json(msg.to_payload())
         return self._no_content()
 
     def _webhook_message(self, inter: FakeInteraction, message_id: str) -> FakeMessage:
@@ -242,7 +242,7 @@ class InteractionsMixin:
     async def _r_webhook_get(self, ctx: Ctx) -> web.Response:
         inter = self._interaction_or_error(ctx, webhook=True)
         msg = self._webhook_message(inter, ctx.groups["message_id"])
-        return self._json(msg.to_payload(), route="webhook_message")
+        return self._json(msg.to_payload())
 
     async def _r_webhook_edit(self, ctx: Ctx) -> web.Response:
         inter = self._interaction_or_error(ctx, webhook=True)
@@ -262,7 +262,7 @@ class InteractionsMixin:
             )
         await self._message_event("MESSAGE_UPDATE", msg)
         self._bump()
-        return self._json(msg.to_payload(), route="webhook_message")
+        return self._json(msg.to_payload())
 
     async def _r_webhook_delete(self, ctx: Ctx) -> web.Response:
         inter = self._interaction_or_error(ctx, webhook=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,8 +16,6 @@ from aiohttp import web
 from .errors import ApiError, form_error
 from .models import (
     DEFAULT_ATTACHMENT_SIZE_LIMIT,
-    DISCORD_EPOCH_MS,
-    NONCE_WINDOW_SECONDS,
     FakeAttachment,
     FakeChannel,
     FakeMessage,
@@ -32,8 +29,20 @@ from .util import iso, sniff_content_type
 from .validation import validate_message_body
 
 
+def _has_more_than_embeds(body: Mapping[str, Any], files: list[RecordedFile]) -> bool:
+    """Whether a create body without its embeds would still be a message."""
+    return bool(
+        body.get("content") or files or body.get("components") or body.get("sticker_ids") or body.get("poll")
+    )
+
+
 class MessagesMixin:
     """Channel message routes and message bookkeeping (part of :class:`~.fake.FakeDiscord`)."""
+
+    def _init_messages(self, nonce_window: float) -> None:
+        #: Seconds during which ``enforce_nonce`` returns the earlier message (Discord: "a few minutes").
+        self.nonce_window = nonce_window
+        self._nonces: dict[tuple[int, int, Any], tuple[int, float]] = {}
 
     # ------------------------------------------------------------------------------- REST: messages
 
@@ -56,13 +65,13 @@ class MessagesMixin:
             msgs = msgs[:limit]
         else:
             msgs = msgs[-limit:]
-        return self._json([m.to_payload() for m in reversed(msgs)], route="messages")
+        return self._json([m.to_payload() for m in reversed(msgs)])
 
     async def _r_get_message(self, ctx: Ctx) -> web.Response:
         channel = self._channel_or_404(ctx.gid("channel_id"))
         self._bot_channel_perms(channel, Perm.READ_MESSAGE_HISTORY)
         msg = self._channel_message_or_404(channel, ctx.gid("message_id"))
-        return self._json(msg.to_payload(), route="message")
+        return self._json(msg.to_payload())
 
     def _upload_limit_for_channel(self, channel: FakeChannel) -> int:
         if channel.guild_id is None:
@@ -82,9 +91,13 @@ class MessagesMixin:
             needed = [Perm.SEND_MESSAGES]
             if ctx.files:
                 needed.append(Perm.ATTACH_FILES)
-            if body.get("embeds"):
-                needed.append(Perm.EMBED_LINKS)
             perms = self._bot_channel_perms(channel, *needed)
+            if body.get("embeds") and not perms & Perm.EMBED_LINKS:
+                # Discord: without Embed Links the embeds are silently dropped; only a message that
+                # would be embed-only is refused.
+                body = {k: v for k, v in body.items() if k != "embeds"}
+                if not _has_more_than_embeds(body, ctx.files):
+                    raise ApiError(403, 50013, "Missing Permissions")
             if body.get("message_reference") and not perms & Perm.READ_MESSAGE_HISTORY:
                 raise ApiError(400, 160002, "Cannot reply without permission to read message history")
         if body.get("flags", 0) & MessageFlags.EPHEMERAL:
@@ -92,17 +105,19 @@ class MessagesMixin:
                 [("flags", "MESSAGE_FLAGS_INVALID", "Ephemeral messages require an interaction")]
             )
         nonce = body.get("nonce")
+        if nonce is not None and (isinstance(nonce, bool) or not isinstance(nonce, str | int)):
+            raise form_error([("nonce", "BASE_TYPE_STRING", "Must be a string or an integer.")])
         if nonce is not None and len(str(nonce)) > 25:
             raise form_error([("nonce", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")])
+        nonce_key = (channel.id, self.bot_id, nonce)
         if nonce is not None and body.get("enforce_nonce"):
             # Discord: a message by the same author with the same nonce in the past few minutes is
-            # returned instead of creating a new one.
-            cutoff_ms = (time.time() - NONCE_WINDOW_SECONDS) * 1000 - DISCORD_EPOCH_MS
-            for existing in reversed(self.channel_messages(channel.id)):
-                if (existing.id >> 22) < cutoff_ms:
-                    break
-                if existing.author_id == self.bot_id and existing.nonce == nonce:
-                    return self._json(existing.to_payload(), route="messages")
+            # returned instead of creating a new one (the window is ``nonce_window`` seconds here).
+            seen = self._nonces.get(nonce_key)
+            if seen is not None and self.now() - seen[1] < self.nonce_window:
+                existing = self.messages.get(seen[0])
+                if existing is not None and not existing.deleted:
+                    return self._json(existing.to_payload())
         msg = FakeMessage(
             id=self._next_id(),
             channel_id=channel.id,
@@ -130,11 +145,13 @@ class MessagesMixin:
         self._apply_body(
             msg, body, ctx.files, size_limit=self._upload_limit_for_channel(channel), creating=True
         )
-        msg.nonce = body.get("nonce")
+        msg.nonce = nonce
         msg.tts = bool(body.get("tts", False))
+        if nonce is not None:
+            self._nonces[nonce_key] = (msg.id, self.now())
         self._store_message(msg, public=True)
         await self._message_event("MESSAGE_CREATE", msg)
-        return self._json(msg.to_payload(), route="messages")
+        return self._json(msg.to_payload())
 
     async def _r_edit_message(self, ctx: Ctx) -> web.Response:
         channel = self._channel_or_404(ctx.gid("channel_id"))
@@ -146,7 +163,7 @@ class MessagesMixin:
             msg, body, ctx.files, size_limit=self._upload_limit_for_channel(channel), creating=False
         )
         await self._message_event("MESSAGE_UPDATE", msg)
-        return self._json(msg.to_payload(), route="message")
+        return self._json(msg.to_payload())
 
     async def _r_delete_message(self, ctx: Ctx) -> web.Response:
         channel = self._channel_or_404(ctx.gid("channel_id"))
@@ -183,21 +200,12 @@ class MessagesMixin:
         if msg.ephemeral:
             return
         data = msg.to_payload()
-        session = self._session
-        intents = session.intents if session else 0
         if msg.guild_id:
             data["guild_id"] = str(msg.guild_id)
             member = self.guilds[msg.guild_id].members.get(msg.author_id)
             if member is not None and msg.webhook_id is None:
                 data["member"] = self._member_payload(member, with_user=False)
-        if (
-            not intents & Intents.MESSAGE_CONTENT
-            and msg.author_id != self.bot_id
-            and msg.guild_id is not None
-            and self.bot_id not in msg.mention_ids
-        ):
-            data.update(content="", embeds=[], attachments=[], components=[])
-        await self._dispatch_soft(event, data, intent=self._message_intent(msg))
+        await self._dispatch_message(event, msg, data)
 
     def _compute_mentions(self, msg: FakeMessage, allowed: dict[str, Any] | None) -> None:
         parse = ["users", "roles", "everyone"] if allowed is None else list(allowed.get("parse") or [])

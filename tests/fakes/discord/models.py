@@ -140,6 +140,7 @@ class FakeUser:
     bot: bool = False
     global_name: str | None = None
     dms_open: bool = True  #: False → DMs to this user answer 403 50007
+    nitro_upload_limit: int | None = None  #: bytes their Nitro lets them upload (None: no Nitro)
 
     def to_payload(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import hashlib
 import json
 import re
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,30 +60,12 @@ class RestMixin:
 
     # ------------------------------------------------------------------------------- HTTP helpers
 
-    @staticmethod
-    def _bucket_hash(route: str) -> str:
-        return hashlib.sha1(route.encode()).hexdigest()[:32]
-
     def _json(
-        self,
-        data: Any,
-        *,
-        status: int = 200,
-        headers: Mapping[str, str] | None = None,
-        route: str | None = None,
-        ratelimit: bool = True,
+        self, data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
     ) -> web.Response:
+        """A JSON answer like Discord's: exactly ``application/json``, and a ``Via`` header (discord.py
+        only retries a 429 that has one). Rate-limit headers are added by the dispatcher."""
         h: dict[str, str] = {"Content-Type": "application/json", "Via": "1.1 google"}
-        if ratelimit:
-            h.update(
-                {
-                    "X-RateLimit-Limit": "50",
-                    "X-RateLimit-Remaining": "49",
-                    "X-RateLimit-Reset": f"{time.time() + 1:.3f}",
-                    "X-RateLimit-Reset-After": "1.000",
-                    "X-RateLimit-Bucket": self._bucket_hash(route or "default"),
-                }
-            )
         h.update(headers or {})
         body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
         return web.Response(status=status, body=body, headers=h)
@@ -127,10 +107,6 @@ class RestMixin:
             return json.loads(raw), [], False
         except ValueError:
             return None, [], True
-
-    def _check_auth(self, request: web.Request) -> None:
-        if request.headers.get("Authorization") != f"Bot {self.token}":
-            raise ApiError(401, 0, "401: Unauthorized")
 
     # ------------------------------------------------------------------------------- REST dispatch
 
@@ -226,6 +202,18 @@ class RestMixin:
         ]
         return [(m, name, re.compile(f"^{rx}$"), h, auth) for m, name, rx, h, auth in table]
 
+    def _match_route(self, method: str, path: str) -> tuple[str, _Handler | None, dict[str, str], bool, bool]:
+        """(route name, handler or None, path groups, needs auth, some route has this path)."""
+        path_matched = False
+        for route_method, name, rx, handler, auth in self._routes:
+            m = rx.match(path)
+            if m is None:
+                continue
+            path_matched = True
+            if route_method == method:
+                return name, handler, m.groupdict(), auth, True
+        return "unknown", None, {}, True, path_matched
+
     async def _api_handler(self, request: web.Request) -> web.StreamResponse:
         path = "/" + request.match_info["tail"]
         json_body, files, body_error = await self._parse_body(request)
@@ -239,45 +227,36 @@ class RestMixin:
             time=asyncio.get_running_loop().time(),
         )
         self.requests.append(record)
-        route_name = "unknown"
-        resp: web.StreamResponse | None = None
-        try:
-            handler: _Handler | None = None
-            needs_auth = True
-            groups: dict[str, str] = {}
-            path_matched = False
-            for method, name, rx, h, auth in self._routes:
-                m = rx.match(path)
-                if m is None:
-                    continue
-                path_matched = True
-                if method != request.method:
-                    continue
-                handler, groups, route_name = h, m.groupdict(), name
-                needs_auth = auth
-                break
-            record.route = route_name
-            resp = await self._apply_faults(record)
-            if resp is None:
-                if (
-                    request.headers.get("Authorization")
-                    and request.headers["Authorization"] != f"Bot {self.token}"
+        route_name, handler, groups, needs_auth, path_matched = self._match_route(request.method, path)
+        record.route = route_name
+        resp: web.StreamResponse | None = await self._apply_faults(record)
+        if resp is not None:
+            if resp.status != 429:
+                resp.headers.update(
+                    {**self._rate_limit_peek(request.method, route_name, groups), **resp.headers}
+                )
+        else:
+            rl_headers: dict[str, str] | None = None
+            try:
+                auth = request.headers.get("Authorization")
+                if (auth and auth != f"Bot {self.token}") or (
+                    needs_auth and handler is not None and not auth
                 ):
                     raise ApiError(401, 0, "401: Unauthorized")
                 if handler is None:
                     if path_matched:
                         raise ApiError(405, 0, "405: Method Not Allowed")
                     raise ApiError(404, 0, "404: Not Found")
-                if needs_auth:
-                    self._check_auth(request)
-                resp, rl_headers = self._check_rate_limit(record, groups)
-                if resp is None:
-                    resp = await handler(Ctx(request, record, groups, body_error))
-                    if rl_headers and isinstance(resp, web.Response):
-                        resp.headers.update(rl_headers)
-        except ApiError as exc:
-            record.response = exc.body
-            resp = self._json(exc.body, status=exc.status, headers=exc.headers, route=route_name)
+                rl_headers = self._rate_limit(record, route_name, groups)
+                resp = await handler(Ctx(request, record, groups, body_error))
+            except ApiError as exc:
+                record.response = exc.body
+                resp = self._json(exc.body, status=exc.status, headers=exc.headers)
+                if exc.status == 429:
+                    rl_headers = {}
+            if rl_headers is None:
+                rl_headers = self._rate_limit_peek(request.method, route_name, groups)
+            resp.headers.update(rl_headers)
         record.status = resp.status
         self._bump()
         return resp
@@ -292,13 +271,13 @@ class RestMixin:
         return data
 
     async def _r_get_me(self, ctx: Ctx) -> web.Response:
-        return self._json(self._bot_me_payload(), route="users_me")
+        return self._json(self._bot_me_payload())
 
     async def _r_get_user(self, ctx: Ctx) -> web.Response:
         user = self.users.get(ctx.gid("user_id"))
         if user is None:
             raise ApiError(404, 10013, "Unknown User")
-        return self._json(user.to_payload(), route="user")
+        return self._json(user.to_payload())
 
     async def _r_create_dm(self, ctx: Ctx) -> web.Response:
         body = ctx.json or {}
@@ -306,7 +285,7 @@ class RestMixin:
             user = self.users[int(body["recipient_id"])]
         except (KeyError, ValueError, TypeError):
             raise form_error([("recipient_id", "BASE_TYPE_REQUIRED", "This field is required")]) from None
-        return self._json(self.dm_channel(user.id).to_payload(self), route="dm_create")
+        return self._json(self.dm_channel(user.id).to_payload(self))
 
     async def _r_app_info(self, ctx: Ctx) -> web.Response:
         return self._json(
@@ -331,26 +310,19 @@ class RestMixin:
                 "role_connections_verification_url": None,
                 "approximate_guild_count": len(self.guilds),
                 "integration_types_config": {"0": {}},
-            },
-            route="app_info",
+            }
         )
 
     async def _r_gateway(self, ctx: Ctx) -> web.Response:
-        return self._json({"url": self.gateway_url.rstrip("/")}, route="gateway")
+        return self._json({"url": self.gateway_url.rstrip("/")})
 
     async def _r_gateway_bot(self, ctx: Ctx) -> web.Response:
         return self._json(
             {
                 "url": self.gateway_url.rstrip("/"),
-                "shards": 1,
-                "session_start_limit": {
-                    "total": 1000,
-                    "remaining": 999,
-                    "reset_after": 0,
-                    "max_concurrency": 1,
-                },
-            },
-            route="gateway_bot",
+                "shards": self.recommended_shards,
+                "session_start_limit": self.session_start_limit_payload(),
+            }
         )
 
     # ------------------------------------------------------------------------------- REST: commands
@@ -385,7 +357,7 @@ class RestMixin:
         self._check_app(ctx)
         gid = ctx.groups.get("guild_id")
         cmds = self._guild_commands.get(int(gid), []) if gid else self._global_commands
-        return self._json(cmds, route="commands")
+        return self._json(cmds)
 
     async def _r_put_commands(self, ctx: Ctx) -> web.Response:
         self._check_app(ctx)
@@ -428,7 +400,7 @@ class RestMixin:
             self._global_commands = stored
         else:
             self._guild_commands[gid] = stored
-        return self._json(stored, route="commands")
+        return self._json(stored)
 
     # ------------------------------------------------------------------------------- REST: guilds/channels
 
@@ -454,20 +426,7 @@ class RestMixin:
         return perms
 
     async def _r_get_guild(self, ctx: Ctx) -> web.Response:
-        guild = self._guild_or_404(ctx.gid("guild_id"))
-        data = self._guild_payload(guild, 0)
-        for key in (
-            "members",
-            "channels",
-            "threads",
-            "voice_states",
-            "presences",
-            "joined_at",
-            "large",
-            "lazy",
-        ):
-            data.pop(key, None)
-        return self._json(data, route="guild")
+        return self._json(self._guild_object_payload(self._guild_or_404(ctx.gid("guild_id"))))
 
     async def _r_guild_channels(self, ctx: Ctx) -> web.Response:
         guild = self._guild_or_404(ctx.gid("guild_id"))
@@ -476,26 +435,25 @@ class RestMixin:
                 c.to_payload(self)
                 for c in guild.channels.values()
                 if not c.deleted and c.type not in (10, 11, 12)
-            ],
-            route="guild_channels",
+            ]
         )
 
     async def _r_guild_roles(self, ctx: Ctx) -> web.Response:
         guild = self._guild_or_404(ctx.gid("guild_id"))
-        return self._json([r.to_payload() for r in guild.roles.values()], route="guild_roles")
+        return self._json([r.to_payload() for r in guild.roles.values()])
 
     async def _r_guild_member(self, ctx: Ctx) -> web.Response:
         guild = self._guild_or_404(ctx.gid("guild_id"))
         member = guild.members.get(ctx.gid("user_id"))
         if member is None:
             raise ApiError(404, 10007, "Unknown Member")
-        return self._json(self._member_payload(member), route="guild_member")
+        return self._json(self._member_payload(member))
 
     async def _r_get_channel(self, ctx: Ctx) -> web.Response:
         channel = self._channel_or_404(ctx.gid("channel_id"))
         if channel.guild_id is not None:
             self._bot_channel_perms(channel)
-        return self._json(channel.to_payload(self), route="channel")
+        return self._json(channel.to_payload(self))
 
     async def _r_typing(self, ctx: Ctx) -> web.Response:
         channel = self._channel_or_404(ctx.gid("channel_id"))

@@ -14,6 +14,7 @@ from typing import Any
 
 from .models import (
     DISCORD_EPOCH_MS,
+    PREMIUM_TIER_UPLOAD_LIMITS,
     FakeAttachment,
     FakeChannel,
     FakeGuild,
@@ -30,7 +31,9 @@ from .util import image_size, sanitize_filename, sniff_content_type
 class WorldMixin:
     """State and helpers for the objects tests create (part of :class:`~.fake.FakeDiscord`)."""
 
-    def _init_world(self, bot_name: str) -> None:
+    def _init_world(self, bot_name: str, clock: Callable[[], float] | None) -> None:
+        self._clock = clock or time.time
+        self._clock_offset = 0.0
         self._last_id = 0
         self._changed = asyncio.Event()
         self._pending_announcements: set[asyncio.Task[Any]] = set()
@@ -53,6 +56,19 @@ class WorldMixin:
     @property
     def bot_id(self) -> int:
         return self.bot_user.id
+
+    # ------------------------------------------------------------------------------- time
+
+    def now(self) -> float:
+        """The fake's clock (epoch seconds): ``clock()`` given to the constructor (``time.time`` by
+        default) plus :meth:`advance_clock` jumps. Snowflakes, CDN signatures, the ``enforce_nonce``
+        window, rate-limit windows and IDENTIFY concurrency windows are measured on it."""
+        return self._clock() + self._clock_offset
+
+    def advance_clock(self, seconds: float) -> None:
+        """Jump the fake's clock forward (past a nonce window, a rate-limit window …)."""
+        self._clock_offset += seconds
+        self._bump()
 
     # ------------------------------------------------------------------------------- waiting
 
@@ -83,17 +99,40 @@ class WorldMixin:
 
     # ------------------------------------------------------------------------------- ids & objects
 
-    def _next_id(self) -> int:
-        ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
-        new = (ms << 22) | (1 << 17)
-        if new <= self._last_id:
-            new = self._last_id + 1
+    def _next_id(self, *, shard: tuple[int, int] | None = None) -> int:
+        """A new snowflake, greater than every earlier one. With ``shard=(shard_id, shard_count)`` its
+        timestamp part is chosen so that ``(id >> 22) % shard_count == shard_id`` (a few ms ahead)."""
+        ms = int(self.now() * 1000) - DISCORD_EPOCH_MS
+        if shard is None:
+            new = (ms << 22) | (1 << 17)
+            if new <= self._last_id:
+                new = self._last_id + 1
+        else:
+            shard_id, shard_count = shard
+            ms = max(ms, (self._last_id >> 22) + 1)
+            ms += (shard_id - ms) % shard_count
+            new = (ms << 22) | (1 << 17)
         self._last_id = new
         return new
 
-    def add_user(self, name: str, *, bot: bool = False, global_name: str | None = None) -> FakeUser:
-        """Create a user."""
-        user = FakeUser(id=self._next_id(), name=name, bot=bot, global_name=global_name)
+    def add_user(
+        self,
+        name: str,
+        *,
+        bot: bool = False,
+        global_name: str | None = None,
+        nitro_upload_limit: int | None = None,
+    ) -> FakeUser:
+        """Create a user. ``nitro_upload_limit`` (bytes): the upload limit their Nitro gives them
+        (None: no Nitro); interactions they start carry ``attachment_size_limit`` =
+        max(this, the guild's boost-tier limit)."""
+        user = FakeUser(
+            id=self._next_id(),
+            name=name,
+            bot=bot,
+            global_name=global_name,
+            nitro_upload_limit=nitro_upload_limit,
+        )
         self.users[user.id] = user
         return user
 
@@ -107,14 +146,24 @@ class WorldMixin:
         everyone_permissions: int = Perm.DEFAULT_EVERYONE,
         bot_permissions: int = Perm.DEFAULT_BOT,
         channels: Sequence[str] = ("general",),
+        shard: tuple[int, int] | None = None,
     ) -> FakeGuild:
         """Create a guild the bot is in: @everyone role, the bot's managed role, the bot's member and
         text channels named by ``channels``. If the gateway is connected, GUILD_CREATE is sent at once
-        (schedule it with ``await fake.flush()`` or any awaited fake call)."""
+        (schedule it with ``await fake.flush()`` or any awaited fake call).
+
+        Guild ids are snowflakes whose timestamps make ``(id >> 22) % n`` go round-robin over
+        ``n`` shards for every n dividing 60 (the k-th guild lands on shard ``k % n``);
+        ``shard=(shard_id, shard_count)`` picks the shard explicitly. ``premium_tier`` (0–3) sets the
+        boost tier, which sets the guild's upload limit (see :meth:`set_premium_tier`)."""
+        if shard is None:
+            shard = (len(self.guilds) % 60, 60)
+        elif not 0 <= shard[0] < shard[1]:
+            raise ValueError(f"shard hint {shard} is not (shard_id < shard_count)")
         if owner_id is None:
             owner_id = self.add_user(f"{name}-owner").id
         guild = FakeGuild(
-            id=self._next_id(),
+            id=self._next_id(shard=shard),
             name=name,
             owner_id=owner_id,
             premium_tier=premium_tier,
@@ -328,6 +377,19 @@ class WorldMixin:
         self._bump()
         return msg
 
+    def set_premium_tier(self, guild_id: int, tier: int) -> None:
+        """Set a guild's boost tier (0–3): its upload limit becomes 10 MiB (0–1), 50 MiB (2) or
+        100 MiB (3) for the bot's channel messages and the guild part of interactions'
+        ``attachment_size_limit``. GUILD_UPDATE is sent to the bot (see :meth:`flush`)."""
+        if tier not in PREMIUM_TIER_UPLOAD_LIMITS:
+            raise ValueError(f"premium tier must be one of {sorted(PREMIUM_TIER_UPLOAD_LIMITS)}")
+        guild = self.guilds[guild_id]
+        guild.premium_tier = tier
+        self._announce(
+            self._dispatch_soft("GUILD_UPDATE", self._guild_object_payload(guild), intent=Intents.GUILDS)
+        )
+        self._bump()
+
     def delete_channel(self, channel_id: int) -> None:
         """Delete a channel: REST calls on it answer 404 Unknown Channel (10003). CHANNEL_DELETE is
         sent to the bot (see :meth:`flush`)."""
@@ -514,6 +576,22 @@ class WorldMixin:
             "soundboard_sounds": [],
             "incidents_data": None,
         }
+
+    def _guild_object_payload(self, guild: FakeGuild) -> dict[str, Any]:
+        """The guild object of GET /guilds/{id} and GUILD_UPDATE (no GUILD_CREATE extras)."""
+        data = self._guild_payload(guild, 0)
+        for key in (
+            "members",
+            "channels",
+            "threads",
+            "voice_states",
+            "presences",
+            "joined_at",
+            "large",
+            "lazy",
+        ):
+            data.pop(key, None)
+        return data
 
     def _interaction_channel_payload(self, channel: FakeChannel, user_id: int) -> dict[str, Any]:
         data = channel.to_payload(self)
