@@ -511,8 +511,9 @@ async def test_expired_token_and_late_ack(
     # acknowledging after the 3 s window (shortened here) fails the same way
     fake.ack_deadline = 0.05
     bot.gate.clear()
-    await fake.slash("ping", user_id=user_id, guild_id=guild.id)
-    await asyncio.sleep(0.1)
+    late = await fake.slash("ping", user_id=user_id, guild_id=guild.id)
+    loop = asyncio.get_running_loop()
+    await late.wait_for(lambda i: loop.time() > i.dispatched_at + 0.05)  # the deadline has passed
     bot.gate.set()
     await fake.wait_until(lambda: len(bot.errors) == 2)
     assert isinstance(bot.errors[1], discord.NotFound) and bot.errors[1].code == 10062
