@@ -28,6 +28,87 @@ from .models import (
 )
 
 
+def _snowflake(v: Any) -> int:
+    """An id given as a number, a string, a payload or an object with ``id``."""
+    if isinstance(v, Mapping):
+        return int(v["id"])
+    return int(getattr(v, "id", v))
+
+
+def _scalar_option(odef: Mapping[str, Any], value: Any) -> Any:
+    """A string (3), integer (4), boolean (5) or number (10) option value, checked like the client."""
+    name, otype = odef["name"], odef["type"]
+    if otype == 3:
+        if not isinstance(value, str):
+            raise TypeError(f"option {name!r} is a string option, got {type(value).__name__}")
+        if len(value) > int(odef.get("max_length", 6000)) or len(value) < int(odef.get("min_length", 0)):
+            raise ValueError(f"option {name!r}: length {len(value)} outside the command's limits")
+        return value
+    if otype == 5:
+        if not isinstance(value, bool):
+            raise TypeError(f"option {name!r} is a boolean option")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"option {name!r} is numeric, got {type(value).__name__}")
+    if otype == 4 and not float(value).is_integer():
+        raise TypeError(f"option {name!r} is an integer option, got {value!r}")
+    if ("min_value" in odef and value < odef["min_value"]) or (
+        "max_value" in odef and value > odef["max_value"]
+    ):
+        raise ValueError(f"option {name!r}: {value} outside the command's range")
+    return int(value) if otype == 4 else value
+
+
+def _submitted_components(
+    modal: Mapping[str, Any], values: Mapping[str, str | Sequence[str]]
+) -> list[dict[str, Any]]:
+    """A modal submit's ``components``: the modal's layout (action rows or labels) with values."""
+    remaining = dict(values)
+    ids = itertools.count(1)
+
+    def submit(comp: Mapping[str, Any]) -> dict[str, Any]:
+        ctype = comp.get("type")
+        cid = comp.get("custom_id")
+        out: dict[str, Any] = {"type": ctype, "id": comp.get("id") or next(ids)}
+        if ctype == 4:
+            value = _text_input_value(comp, remaining.pop(cid, comp.get("value") or ""))
+            out.update(custom_id=cid, value=value)
+        elif ctype in SELECT_TYPES:
+            chosen = remaining.pop(cid, [])
+            out.update(custom_id=cid, values=[chosen] if isinstance(chosen, str) else list(chosen))
+        elif cid is not None:
+            out["custom_id"] = cid
+        return out
+
+    components: list[dict[str, Any]] = []
+    for comp in modal.get("components", []):
+        if comp.get("type") == 1:
+            row_id = comp.get("id") or next(ids)
+            components.append(
+                {"type": 1, "id": row_id, "components": [submit(c) for c in comp.get("components", [])]}
+            )
+        elif comp.get("type") == 18:
+            label_id = comp.get("id") or next(ids)
+            components.append({"type": 18, "id": label_id, "component": submit(comp["component"])})
+        else:
+            components.append(submit(comp))
+    if remaining:
+        raise LookupError(f"modal {modal.get('custom_id')!r} has no inputs {list(remaining)}")
+    return components
+
+
+def _text_input_value(comp: Mapping[str, Any], value: Any) -> str:
+    """A text input's submitted value, checked like the client does (required, min/max length)."""
+    cid = comp.get("custom_id")
+    if not isinstance(value, str):
+        raise TypeError(f"text input {cid!r} takes a string")
+    if comp.get("required", True) and not value:
+        raise ValueError(f"text input {cid!r} is required")
+    if value and not int(comp.get("min_length") or 0) <= len(value) <= int(comp.get("max_length") or 4000):
+        raise ValueError(f"text input {cid!r}: length {len(value)} outside min/max")
+    return value
+
+
 class DriverMixin:
     """What tests call to act as users (part of :class:`~.fake.FakeDiscord`)."""
 
@@ -67,27 +148,7 @@ class DriverMixin:
             opts = raw_options
         else:
             values = {**(options or {}), **(attachments or {})}
-            defs, chain = self._command_options(cmd, full_path)
-            by_name = {d["name"]: d for d in defs}
-            for key in values:
-                if key not in by_name:
-                    raise LookupError(f"{name!r} has no option {key!r}; options: {list(by_name)}")
-            missing = [d["name"] for d in defs if d.get("required") and d["name"] not in values]
-            if missing:
-                raise ValueError(f"{name!r}: required options missing: {missing}")
-            channel_for_perms = channel_id
-            if channel_for_perms is None and gid is not None and self.guilds[gid].text_channels:
-                channel_for_perms = self.guilds[gid].text_channels[0].id
-            opts = [
-                self._option_value(by_name[d["name"]], values[d["name"]], resolved, gid, channel_for_perms)
-                for d in defs
-                if d["name"] in values
-            ]
-            for sub in reversed(chain):
-                node: dict[str, Any] = {"name": sub["name"], "type": sub["type"]}
-                if opts:
-                    node["options"] = opts
-                opts = [node]
+            opts = self._slash_options(cmd, name, full_path, values, resolved, gid, channel_id)
         data: dict[str, Any] = {"id": cmd["id"], "name": cmd["name"], "type": 1}
         if opts:
             data["options"] = opts
@@ -242,51 +303,7 @@ class DriverMixin:
         if source is None:
             raise LookupError(f"the bot never opened a modal with custom_id {custom_id!r}")
         assert source.modal is not None
-        remaining = dict(values)
-        ids = itertools.count(1)
-
-        def submit_component(comp: Mapping[str, Any]) -> dict[str, Any]:
-            ctype = comp.get("type")
-            cid = comp.get("custom_id")
-            out: dict[str, Any] = {"type": ctype, "id": comp.get("id") or next(ids)}
-            if ctype == 4:
-                value = remaining.pop(cid, comp.get("value") or "")
-                if not isinstance(value, str):
-                    raise TypeError(f"text input {cid!r} takes a string")
-                if comp.get("required", True) and not value:
-                    raise ValueError(f"text input {cid!r} is required")
-                if value and not int(comp.get("min_length") or 0) <= len(value) <= int(
-                    comp.get("max_length") or 4000
-                ):
-                    raise ValueError(f"text input {cid!r}: length {len(value)} outside min/max")
-                out.update(custom_id=cid, value=value)
-            elif ctype in SELECT_TYPES:
-                chosen = remaining.pop(cid, [])
-                out.update(custom_id=cid, values=[chosen] if isinstance(chosen, str) else list(chosen))
-            elif cid is not None:
-                out["custom_id"] = cid
-            return out
-
-        components: list[dict[str, Any]] = []
-        for comp in source.modal.get("components", []):
-            if comp.get("type") == 1:
-                row_id = comp.get("id") or next(ids)
-                components.append(
-                    {
-                        "type": 1,
-                        "id": row_id,
-                        "components": [submit_component(c) for c in comp.get("components", [])],
-                    }
-                )
-            elif comp.get("type") == 18:
-                label_id = comp.get("id") or next(ids)
-                components.append(
-                    {"type": 18, "id": label_id, "component": submit_component(comp["component"])}
-                )
-            else:
-                components.append(submit_component(comp))
-        if remaining:
-            raise LookupError(f"modal {custom_id!r} has no inputs {list(remaining)}")
+        components = _submitted_components(source.modal, values)
         data = {"custom_id": custom_id, "components": components}
         src_payload = source.payload
         return await self._dispatch_interaction(
@@ -301,6 +318,40 @@ class DriverMixin:
         )
 
     # ------------------------------------------------------------------------------- internals
+
+    def _slash_options(
+        self,
+        cmd: Mapping[str, Any],
+        name: str,
+        path: Sequence[str],
+        values: Mapping[str, Any],
+        resolved: dict[str, dict[str, Any]],
+        guild_id: int | None,
+        channel_id: int | None,
+    ) -> list[dict[str, Any]]:
+        """``data.options`` for a slash command invoked with ``values``, nested in its subcommand path."""
+        defs, chain = self._command_options(cmd, path)
+        by_name = {d["name"]: d for d in defs}
+        for key in values:
+            if key not in by_name:
+                raise LookupError(f"{name!r} has no option {key!r}; options: {list(by_name)}")
+        missing = [d["name"] for d in defs if d.get("required") and d["name"] not in values]
+        if missing:
+            raise ValueError(f"{name!r}: required options missing: {missing}")
+        channel_for_perms = channel_id
+        if channel_for_perms is None and guild_id is not None and self.guilds[guild_id].text_channels:
+            channel_for_perms = self.guilds[guild_id].text_channels[0].id
+        opts = [
+            self._option_value(by_name[d["name"]], values[d["name"]], resolved, guild_id, channel_for_perms)
+            for d in defs
+            if d["name"] in values
+        ]
+        for sub in reversed(chain):
+            node: dict[str, Any] = {"name": sub["name"], "type": sub["type"]}
+            if opts:
+                node["options"] = opts
+            opts = [node]
+        return opts
 
     def _resolve_context(
         self, user_id: int, guild_id: int | None, channel_id: int | None
@@ -409,88 +460,85 @@ class DriverMixin:
         *,
         focused: bool = False,
     ) -> dict[str, Any]:
+        """One entry of ``data.options``, checked against the synced definition ``odef``; users,
+        roles, channels and attachments are added to ``resolved``."""
         name, otype = odef["name"], odef["type"]
         out: dict[str, Any] = {"name": name, "type": otype}
         if focused:
             out.update(value=str(value), focused=True)
             return out
-
-        def snowflake(v: Any) -> int:
-            if isinstance(v, Mapping):
-                return int(v["id"])
-            return int(getattr(v, "id", v))
-
-        if otype == 3:
-            if not isinstance(value, str):
-                raise TypeError(f"option {name!r} is a string option, got {type(value).__name__}")
-            if len(value) > int(odef.get("max_length", 6000)) or len(value) < int(odef.get("min_length", 0)):
-                raise ValueError(f"option {name!r}: length {len(value)} outside the command's limits")
-            out["value"] = value
-        elif otype in (4, 10):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise TypeError(f"option {name!r} is numeric, got {type(value).__name__}")
-            if otype == 4 and not float(value).is_integer():
-                raise TypeError(f"option {name!r} is an integer option, got {value!r}")
-            if ("min_value" in odef and value < odef["min_value"]) or (
-                "max_value" in odef and value > odef["max_value"]
-            ):
-                raise ValueError(f"option {name!r}: {value} outside the command's range")
-            out["value"] = int(value) if otype == 4 else value
-        elif otype == 5:
-            if not isinstance(value, bool):
-                raise TypeError(f"option {name!r} is a boolean option")
-            out["value"] = value
-        elif otype in (6, 9) and (snowflake(value) in self.users):
-            uid = snowflake(value)
-            resolved.setdefault("users", {})[str(uid)] = self.users[uid].to_payload()
-            if guild_id is not None and uid in self.guilds[guild_id].members:
-                member = self.guilds[guild_id].members[uid]
-                perms = self._member_permissions(channel_id, uid) if channel_id else 0
-                resolved.setdefault("members", {})[str(uid)] = self._member_payload(
-                    member, with_user=False, permissions=perms
-                )
-            out["value"] = str(uid)
-        elif otype in (8, 9):
-            rid = snowflake(value)
-            if guild_id is None or rid not in self.guilds[guild_id].roles:
-                raise LookupError(f"option {name!r}: unknown role {rid}")
-            resolved.setdefault("roles", {})[str(rid)] = self.guilds[guild_id].roles[rid].to_payload()
-            out["value"] = str(rid)
-        elif otype == 6:
-            raise LookupError(f"option {name!r}: unknown user {value!r}")
+        if otype in (3, 4, 5, 10):
+            out["value"] = _scalar_option(odef, value)
+        elif otype in (6, 8, 9):
+            out["value"] = self._mentionable_option(odef, value, resolved, guild_id, channel_id)
         elif otype == 7:
-            ch = self.channels[snowflake(value)]
-            allowed = odef.get("channel_types")
-            if allowed and ch.type not in allowed:
-                raise ValueError(f"option {name!r}: channel type {ch.type} not in {allowed}")
-            entry: dict[str, Any] = {
-                "id": str(ch.id),
-                "name": ch.name,
-                "type": ch.type,
-                "permissions": str(self._member_permissions(ch.id, self.bot_id)),
-                "parent_id": str(ch.parent_id) if ch.parent_id else None,
-                "nsfw": ch.nsfw,
-            }
-            if ch.type in (10, 11, 12):
-                entry["thread_metadata"] = ch.to_payload(self)["thread_metadata"]
-            resolved.setdefault("channels", {})[str(ch.id)] = entry
-            out["value"] = str(ch.id)
+            out["value"] = self._channel_option(odef, value, resolved)
         elif otype == 11:
-            if isinstance(value, FakeAttachment):
-                payload = value.to_payload()
-            elif isinstance(value, Mapping):
-                aid = int(value["id"])
-                payload = self.attachments[aid].to_payload() if aid in self.attachments else dict(value)
-            else:
-                payload = self.attachments[int(value)].to_payload()
-            resolved.setdefault("attachments", {})[payload["id"]] = payload
-            out["value"] = payload["id"]
+            out["value"] = self._attachment_option(value, resolved)
         else:
             raise TypeError(f"option {name!r}: unsupported option type {otype}")
         choices = odef.get("choices")
         if choices and out.get("value") not in [c["value"] for c in choices]:
             raise ValueError(f"option {name!r}: {out.get('value')!r} is not one of the choices")
         return out
+
+    def _mentionable_option(
+        self,
+        odef: Mapping[str, Any],
+        value: Any,
+        resolved: dict[str, dict[str, Any]],
+        guild_id: int | None,
+        channel_id: int | None,
+    ) -> str:
+        """A user (6), role (8) or mentionable (9) option."""
+        name, otype = odef["name"], odef["type"]
+        sid = _snowflake(value)
+        if otype in (6, 9) and sid in self.users:
+            resolved.setdefault("users", {})[str(sid)] = self.users[sid].to_payload()
+            if guild_id is not None and sid in self.guilds[guild_id].members:
+                member = self.guilds[guild_id].members[sid]
+                perms = self._member_permissions(channel_id, sid) if channel_id else 0
+                resolved.setdefault("members", {})[str(sid)] = self._member_payload(
+                    member, with_user=False, permissions=perms
+                )
+            return str(sid)
+        if otype == 6:
+            raise LookupError(f"option {name!r}: unknown user {value!r}")
+        if guild_id is None or sid not in self.guilds[guild_id].roles:
+            raise LookupError(f"option {name!r}: unknown role {sid}")
+        resolved.setdefault("roles", {})[str(sid)] = self.guilds[guild_id].roles[sid].to_payload()
+        return str(sid)
+
+    def _channel_option(
+        self, odef: Mapping[str, Any], value: Any, resolved: dict[str, dict[str, Any]]
+    ) -> str:
+        ch = self.channels[_snowflake(value)]
+        allowed = odef.get("channel_types")
+        if allowed and ch.type not in allowed:
+            raise ValueError(f"option {odef['name']!r}: channel type {ch.type} not in {allowed}")
+        entry: dict[str, Any] = {
+            "id": str(ch.id),
+            "name": ch.name,
+            "type": ch.type,
+            "permissions": str(self._member_permissions(ch.id, self.bot_id)),
+            "parent_id": str(ch.parent_id) if ch.parent_id else None,
+            "nsfw": ch.nsfw,
+        }
+        if ch.type in (10, 11, 12):
+            entry["thread_metadata"] = ch.to_payload(self)["thread_metadata"]
+        resolved.setdefault("channels", {})[str(ch.id)] = entry
+        return str(ch.id)
+
+    def _attachment_option(self, value: Any, resolved: dict[str, dict[str, Any]]) -> Any:
+        if isinstance(value, FakeAttachment):
+            payload = value.to_payload()
+        elif isinstance(value, Mapping):
+            aid = int(value["id"])
+            payload = self.attachments[aid].to_payload() if aid in self.attachments else dict(value)
+        else:
+            payload = self.attachments[int(value)].to_payload()
+        resolved.setdefault("attachments", {})[payload["id"]] = payload
+        return payload["id"]
 
     def _command_options(
         self, cmd: Mapping[str, Any], path: Sequence[str]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -135,10 +136,8 @@ class FakeDiscord(
         """Close open gateway connections and stop the server."""
         self._gateway_gate.set()
         for conn in list(self._connections):
-            try:
+            with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
                 await conn.ws.close(code=1001, message=b"fake shutting down")
-            except Exception:
-                pass
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -22,6 +22,7 @@ import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -317,7 +318,11 @@ class GatewayMixin:
             route="gateway",
             status=status,
         )
-        record.response = {"message": f"{status}: Not Found" if status == 404 else f"{status}", "code": 0}
+        try:
+            reason = HTTPStatus(status).phrase
+        except ValueError:
+            reason = "Error"
+        record.response = {"message": f"{status}: {reason}", "code": 0}
         self.gateway_refusals.append(record)
         self._bump()
         return self._json(record.response, status=status)

@@ -29,7 +29,7 @@ from .models import (
     FakeMessage,
     MessageFlags,
 )
-from .records import CallbackRecord, EditRecord
+from .records import CallbackRecord, EditRecord, RecordedFile
 from .rest import Ctx
 from .validation import validate_modal
 
@@ -107,8 +107,7 @@ class InteractionsMixin:
 
     async def _r_callback(self, ctx: Ctx) -> web.Response:
         inter = self._interaction_or_error(ctx, webhook=False)
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = asyncio.get_running_loop().time()
         if inter.callbacks:
             raise ApiError(400, 40060, "Interaction has already been acknowledged.")
         if self.ack_deadline is not None and now - inter.dispatched_at > self.ack_deadline:
@@ -122,42 +121,7 @@ class InteractionsMixin:
             )
         if ctype in (CB_DEFERRED_UPDATE, CB_UPDATE) and inter.source_message is None:
             raise form_error([("type", "INTERACTION_RESPONSE_TYPE_INVALID", "No message to update")])
-        limit = self._interaction_size_limit(inter)
-        resource: dict[str, Any] = {"type": ctype}
-        info: dict[str, Any] = {"id": str(inter.id), "type": inter.type}
-        msg: FakeMessage | None = None
-        event: str | None = None
-        if ctype == CB_MESSAGE:
-            msg = self._new_interaction_message(inter, followup=False)
-            self._apply_body(msg, data or {}, ctx.files, size_limit=limit, creating=True)
-            self._store_message(msg, public=not msg.ephemeral)
-            inter.original = msg
-            event = "MESSAGE_CREATE"
-        elif ctype == CB_DEFERRED_MESSAGE:
-            msg = self._new_interaction_message(inter, followup=False)
-            msg.flags = MessageFlags.LOADING | (int((data or {}).get("flags") or 0) & MessageFlags.EPHEMERAL)
-            self._store_message(msg, public=not msg.ephemeral)
-            inter.original = msg
-            event = "MESSAGE_CREATE"
-        elif ctype == CB_DEFERRED_UPDATE:
-            msg = inter.source_message
-            inter.original = msg
-        elif ctype == CB_UPDATE:
-            msg = inter.source_message
-            assert msg is not None
-            self._apply_body(msg, data or {}, ctx.files, size_limit=limit, creating=False)
-            inter.original = msg
-            event = "MESSAGE_UPDATE"
-        elif ctype == CB_AUTOCOMPLETE:
-            choices = (data or {}).get("choices") or []
-            if len(choices) > 25:
-                raise form_error([("data.choices", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")])
-            inter.autocomplete_choices = choices
-        elif ctype == CB_MODAL:
-            errs = validate_modal(data or {})
-            if errs:
-                raise form_error(errs)
-            inter.modal = copy.deepcopy(data)
+        msg, event = self._apply_callback(inter, ctype, data or {}, ctx.files)
         inter.callbacks.append(
             CallbackRecord(
                 type=ctype,
@@ -167,29 +131,64 @@ class InteractionsMixin:
                 files=list(ctx.files),
             )
         )
-        if ctype == CB_UPDATE and msg is not None:
-            inter.original_edits.append(
-                EditRecord(
+        resource: dict[str, Any] = {"type": ctype}
+        info: dict[str, Any] = {"id": str(inter.id), "type": inter.type}
+        if msg is not None:
+            if ctype == CB_UPDATE:
+                edit = EditRecord(
                     now,
                     "callback",
                     copy.deepcopy(data or {}),
                     [f.filename for f in ctx.files],
                     msg.snapshot(),
                 )
-            )
-        if msg is not None:
+                inter.original_edits.append(edit)
             info.update(
                 response_message_id=str(msg.id),
                 response_message_loading=msg.loading,
                 response_message_ephemeral=msg.ephemeral,
             )
             resource["message"] = msg.to_payload()
-        if event and msg is not None:
-            await self._message_event(event, msg)
+            if event:
+                await self._message_event(event, msg)
         self._bump()
         if ctx.record.query.get("with_response", "").lower() not in ("1", "true"):
             return self._no_content()
         return self._json({"interaction": info, "resource": resource})
+
+    def _apply_callback(
+        self, inter: FakeInteraction, ctype: int, data: dict[str, Any], files: list[RecordedFile]
+    ) -> tuple[FakeMessage | None, str | None]:
+        """Do what a callback of type ``ctype`` does; returns the message it shows and its event."""
+        limit = self._interaction_size_limit(inter)
+        if ctype in (CB_MESSAGE, CB_DEFERRED_MESSAGE):
+            msg = self._new_interaction_message(inter, followup=False)
+            if ctype == CB_MESSAGE:
+                self._apply_body(msg, data, files, size_limit=limit, creating=True)
+            else:
+                msg.flags = MessageFlags.LOADING | (int(data.get("flags") or 0) & MessageFlags.EPHEMERAL)
+            self._store_message(msg, public=not msg.ephemeral)
+            inter.original = msg
+            return msg, "MESSAGE_CREATE"
+        if ctype in (CB_DEFERRED_UPDATE, CB_UPDATE):
+            msg = inter.source_message
+            assert msg is not None
+            inter.original = msg
+            if ctype == CB_DEFERRED_UPDATE:
+                return msg, None
+            self._apply_body(msg, data, files, size_limit=limit, creating=False)
+            return msg, "MESSAGE_UPDATE"
+        if ctype == CB_AUTOCOMPLETE:
+            choices = data.get("choices") or []
+            if len(choices) > 25:
+                raise form_error([("data.choices", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")])
+            inter.autocomplete_choices = choices
+        elif ctype == CB_MODAL:
+            errs = validate_modal(data)
+            if errs:
+                raise form_error(errs)
+            inter.modal = copy.deepcopy(data)
+        return None, None
 
     async def _r_followup(self, ctx: Ctx) -> web.StreamResponse:
         inter = self._interaction_or_error(ctx, webhook=True)

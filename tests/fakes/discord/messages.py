@@ -29,6 +29,36 @@ from .util import iso, sniff_content_type
 from .validation import validate_message_body
 
 
+def _checked_nonce(body: Mapping[str, Any]) -> str | int | None:
+    nonce = body.get("nonce")
+    if nonce is not None and (isinstance(nonce, bool) or not isinstance(nonce, str | int)):
+        raise form_error([("nonce", "BASE_TYPE_STRING", "Must be a string or an integer.")])
+    if nonce is not None and len(str(nonce)) > 25:
+        raise form_error([("nonce", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")])
+    return nonce
+
+
+def _flags_after(msg: FakeMessage, body: Mapping[str, Any], *, creating: bool, ephemeral: bool) -> int:
+    """The message flags after a create/edit: what a bot may set, what an edit may change."""
+    new_flags = msg.flags
+    if body.get("flags") is not None:
+        requested = int(body["flags"])
+        if creating:
+            new_flags = requested & (
+                MessageFlags.SUPPRESS_EMBEDS
+                | MessageFlags.EPHEMERAL
+                | MessageFlags.SUPPRESS_NOTIFICATIONS
+                | MessageFlags.IS_COMPONENTS_V2
+            )
+        else:
+            editable = MessageFlags.SUPPRESS_EMBEDS | MessageFlags.IS_COMPONENTS_V2
+            new_flags = (msg.flags & ~editable) | (requested & editable)
+            new_flags |= msg.flags & MessageFlags.IS_COMPONENTS_V2  # cannot be switched off
+    if ephemeral:
+        new_flags |= MessageFlags.EPHEMERAL
+    return new_flags
+
+
 def _has_more_than_embeds(body: Mapping[str, Any], files: list[RecordedFile]) -> bool:
     """Whether a create body without its embeds would still be a message."""
     return bool(
@@ -83,41 +113,17 @@ class MessagesMixin:
         body = ctx.json or {}
         if not isinstance(body, dict):
             raise form_error([("", "DICT_TYPE_CONVERT", "Only dictionaries may be used in a DictType")])
-        if channel.type == 1:
-            recipient = self.users[channel.recipient_ids[0]]
-            if not recipient.dms_open:
-                raise ApiError(403, 50007, "Cannot send messages to this user")
-        else:
-            needed = [Perm.SEND_MESSAGES]
-            if ctx.files:
-                needed.append(Perm.ATTACH_FILES)
-            perms = self._bot_channel_perms(channel, *needed)
-            if body.get("embeds") and not perms & Perm.EMBED_LINKS:
-                # Discord: without Embed Links the embeds are silently dropped; only a message that
-                # would be embed-only is refused.
-                body = {k: v for k, v in body.items() if k != "embeds"}
-                if not _has_more_than_embeds(body, ctx.files):
-                    raise ApiError(403, 50013, "Missing Permissions")
-            if body.get("message_reference") and not perms & Perm.READ_MESSAGE_HISTORY:
-                raise ApiError(400, 160002, "Cannot reply without permission to read message history")
+        body = self._check_create_permissions(channel, body, ctx.files)
         if body.get("flags", 0) & MessageFlags.EPHEMERAL:
             raise form_error(
                 [("flags", "MESSAGE_FLAGS_INVALID", "Ephemeral messages require an interaction")]
             )
-        nonce = body.get("nonce")
-        if nonce is not None and (isinstance(nonce, bool) or not isinstance(nonce, str | int)):
-            raise form_error([("nonce", "BASE_TYPE_STRING", "Must be a string or an integer.")])
-        if nonce is not None and len(str(nonce)) > 25:
-            raise form_error([("nonce", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")])
+        nonce = _checked_nonce(body)
         nonce_key = (channel.id, self.bot_id, nonce)
         if nonce is not None and body.get("enforce_nonce"):
-            # Discord: a message by the same author with the same nonce in the past few minutes is
-            # returned instead of creating a new one (the window is ``nonce_window`` seconds here).
-            seen = self._nonces.get(nonce_key)
-            if seen is not None and self.now() - seen[1] < self.nonce_window:
-                existing = self.messages.get(seen[0])
-                if existing is not None and not existing.deleted:
-                    return self._json(existing.to_payload())
+            earlier = self._message_with_nonce(nonce_key)
+            if earlier is not None:
+                return self._json(earlier.to_payload())
         msg = FakeMessage(
             id=self._next_id(),
             channel_id=channel.id,
@@ -125,23 +131,7 @@ class MessagesMixin:
             author_id=self.bot_id,
             fake=self,
         )
-        ref = body.get("message_reference")
-        if ref:
-            target = self.messages.get(int(ref.get("message_id", 0) or 0))
-            if target is None or target.deleted or target.ephemeral:
-                if ref.get("fail_if_not_exists", True):
-                    raise form_error(
-                        [("message_reference", "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message")]
-                    )
-                body = {k: v for k, v in body.items() if k != "message_reference"}
-            else:
-                msg.type = 19
-                msg.message_reference = {
-                    "type": 0,
-                    "message_id": str(target.id),
-                    "channel_id": str(target.channel_id),
-                    **({"guild_id": str(target.guild_id)} if target.guild_id else {}),
-                }
+        body = self._apply_reference(msg, body)
         self._apply_body(
             msg, body, ctx.files, size_limit=self._upload_limit_for_channel(channel), creating=True
         )
@@ -152,6 +142,56 @@ class MessagesMixin:
         self._store_message(msg, public=True)
         await self._message_event("MESSAGE_CREATE", msg)
         return self._json(msg.to_payload())
+
+    def _check_create_permissions(
+        self, channel: FakeChannel, body: dict[str, Any], files: list[RecordedFile]
+    ) -> dict[str, Any]:
+        """Raise what Discord answers when the bot may not post this; returns the body Discord keeps."""
+        if channel.type == 1:
+            if not self.users[channel.recipient_ids[0]].dms_open:
+                raise ApiError(403, 50007, "Cannot send messages to this user")
+            return body
+        needed = [Perm.SEND_MESSAGES, Perm.ATTACH_FILES] if files else [Perm.SEND_MESSAGES]
+        perms = self._bot_channel_perms(channel, *needed)
+        if body.get("embeds") and not perms & Perm.EMBED_LINKS:
+            # Discord: without Embed Links the embeds are silently dropped; only a message that
+            # would be embed-only is refused.
+            body = {k: v for k, v in body.items() if k != "embeds"}
+            if not _has_more_than_embeds(body, files):
+                raise ApiError(403, 50013, "Missing Permissions")
+        if body.get("message_reference") and not perms & Perm.READ_MESSAGE_HISTORY:
+            raise ApiError(400, 160002, "Cannot reply without permission to read message history")
+        return body
+
+    def _message_with_nonce(self, key: tuple[int, int, Any]) -> FakeMessage | None:
+        """Discord: a message by the same author with the same nonce in the past few minutes is
+        returned instead of creating a new one (the window is ``nonce_window`` seconds here)."""
+        seen = self._nonces.get(key)
+        if seen is None or self.now() - seen[1] >= self.nonce_window:
+            return None
+        earlier = self.messages.get(seen[0])
+        return earlier if earlier is not None and not earlier.deleted else None
+
+    def _apply_reference(self, msg: FakeMessage, body: dict[str, Any]) -> dict[str, Any]:
+        """Make ``msg`` a reply per ``message_reference``; returns the body without a dropped one."""
+        ref = body.get("message_reference")
+        if not ref:
+            return body
+        target = self.messages.get(int(ref.get("message_id", 0) or 0))
+        if target is None or target.deleted or target.ephemeral:
+            if ref.get("fail_if_not_exists", True):
+                raise form_error(
+                    [("message_reference", "MESSAGE_REFERENCE_UNKNOWN_MESSAGE", "Unknown message")]
+                )
+            return {k: v for k, v in body.items() if k != "message_reference"}
+        msg.type = 19
+        msg.message_reference = {
+            "type": 0,
+            "message_id": str(target.id),
+            "channel_id": str(target.channel_id),
+            **({"guild_id": str(target.guild_id)} if target.guild_id else {}),
+        }
+        return body
 
     async def _r_edit_message(self, ctx: Ctx) -> web.Response:
         channel = self._channel_or_404(ctx.gid("channel_id"))
@@ -241,60 +281,13 @@ class MessagesMixin:
         ephemeral: bool = False,
     ) -> None:
         """Validate a create/edit body and apply it to ``msg`` (raises ApiError)."""
-        new_flags = msg.flags
-        if "flags" in body and body["flags"] is not None:
-            requested = int(body["flags"])
-            if creating:
-                new_flags = requested & (
-                    MessageFlags.SUPPRESS_EMBEDS
-                    | MessageFlags.EPHEMERAL
-                    | MessageFlags.SUPPRESS_NOTIFICATIONS
-                    | MessageFlags.IS_COMPONENTS_V2
-                )
-            else:
-                keep = msg.flags & ~(MessageFlags.SUPPRESS_EMBEDS | MessageFlags.IS_COMPONENTS_V2)
-                new_flags = keep | (
-                    requested & (MessageFlags.SUPPRESS_EMBEDS | MessageFlags.IS_COMPONENTS_V2)
-                )
-                if msg.flags & MessageFlags.IS_COMPONENTS_V2:
-                    new_flags |= MessageFlags.IS_COMPONENTS_V2
-        if ephemeral:
-            new_flags |= MessageFlags.EPHEMERAL
+        new_flags = _flags_after(msg, body, creating=creating, ephemeral=ephemeral)
         errs = validate_message_body(body, new_flags)
         if errs:
             raise form_error(errs)
-        for f in files:
-            if f.size > size_limit:
-                raise ApiError(413, 40005, "Request entity too large")
-
-        # attachments: keep listed existing ones, add new files (referenced by index, or unreferenced)
-        new_files: dict[int, RecordedFile] = {}
-        for idx, f in enumerate(files):
-            m = re.fullmatch(r"files\[(\d+)\]", f.field) or re.fullmatch(r"file(\d*)", f.field)
-            key = int(m.group(1)) if m and m.group(1) else idx
-            new_files[key] = f
-        is_ephemeral = bool(new_flags & MessageFlags.EPHEMERAL)
-        existing = {a.id: a for a in msg.attachments}
-        final: list[FakeAttachment] = []
-        used: set[int] = set()
-        if "attachments" in body and body["attachments"] is not None:
-            for j, item in enumerate(body["attachments"]):
-                aid = int(item.get("id", -1))
-                if aid in existing:
-                    final.append(existing[aid])
-                elif aid in new_files:
-                    f = new_files[aid]
-                    used.add(aid)
-                    final.append(self._upload(msg, f, item.get("description"), is_ephemeral))
-                else:
-                    raise form_error([(f"attachments.{j}.id", "ATTACHMENT_NOT_FOUND", "Unknown attachment")])
-        else:
-            final = list(msg.attachments)
-        for key in sorted(new_files):
-            if key not in used:
-                final.append(self._upload(msg, new_files[key], None, is_ephemeral))
-        if len(final) > 10:
-            raise form_error([("attachments", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")])
+        if any(f.size > size_limit for f in files):
+            raise ApiError(413, 40005, "Request entity too large")
+        final = self._attachments_after(msg, body, files, ephemeral=bool(new_flags & MessageFlags.EPHEMERAL))
 
         content = body["content"] if "content" in body else (None if creating else msg.content)
         embeds = body["embeds"] if "embeds" in body else (None if creating else msg.embeds)
@@ -315,6 +308,36 @@ class MessagesMixin:
             self._compute_mentions(msg, msg.allowed_mentions)
         if not creating:
             msg.edited_timestamp = iso()
+
+    def _attachments_after(
+        self, msg: FakeMessage, body: Mapping[str, Any], files: list[RecordedFile], *, ephemeral: bool
+    ) -> list[FakeAttachment]:
+        """Keep the listed existing attachments, add new files (referenced by index, or unreferenced)."""
+        new_files: dict[int, RecordedFile] = {}
+        for idx, f in enumerate(files):
+            m = re.fullmatch(r"files\[(\d+)\]", f.field) or re.fullmatch(r"file(\d*)", f.field)
+            key = int(m.group(1)) if m and m.group(1) else idx
+            new_files[key] = f
+        existing = {a.id: a for a in msg.attachments}
+        final: list[FakeAttachment] = []
+        used: set[int] = set()
+        if body.get("attachments") is None:
+            final = list(msg.attachments)
+        for j, item in enumerate(body.get("attachments") or []):
+            aid = int(item.get("id", -1))
+            if aid in existing:
+                final.append(existing[aid])
+            elif aid in new_files:
+                used.add(aid)
+                final.append(self._upload(msg, new_files[aid], item.get("description"), ephemeral))
+            else:
+                raise form_error([(f"attachments.{j}.id", "ATTACHMENT_NOT_FOUND", "Unknown attachment")])
+        final += [
+            self._upload(msg, new_files[k], None, ephemeral) for k in sorted(new_files) if k not in used
+        ]
+        if len(final) > 10:
+            raise form_error([("attachments", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")])
+        return final
 
     def _upload(
         self, msg: FakeMessage, f: RecordedFile, description: str | None, ephemeral: bool

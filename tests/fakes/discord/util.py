@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import mimetypes
 import re
+import struct
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -33,12 +34,13 @@ def sniff_content_type(data: bytes, filename: str) -> str | None:
 
 
 def image_size(data: bytes) -> tuple[int, int] | None:
-    try:
-        from PIL import Image
+    """Width and height of an image, or None if PIL cannot read it (tests upload junk on purpose)."""
+    from PIL import Image
 
+    try:
         with Image.open(io.BytesIO(data)) as im:
             return int(im.width), int(im.height)
-    except Exception:
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError):
         return None
 
 

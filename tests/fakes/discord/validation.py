@@ -108,24 +108,29 @@ def validate_options(p: str, options: list[dict[str, Any]], depth: int) -> list[
                 errs.append((q, "APPLICATION_COMMAND_OPTIONS_TYPE_INVALID", "Sub-command nesting too deep"))
             errs += validate_options(f"{q}.options", opt.get("options") or [], depth + 1)
             continue
-        if otype not in (3, 4, 5, 6, 7, 8, 9, 10, 11):
-            errs.append((f"{q}.type", "BASE_TYPE_CHOICES", "Value must be one of (1..11)."))
-        if opt.get("required"):
-            if optional_seen:
-                errs.append(
-                    (
-                        q,
-                        "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
-                        "Required options must be placed before non-required options",
-                    )
+        if opt.get("required") and optional_seen:
+            errs.append(
+                (
+                    q,
+                    "APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
+                    "Required options must be placed before non-required options",
                 )
-        else:
-            optional_seen = True
-        choices = opt.get("choices") or []
-        if len(choices) > 25:
-            errs.append((f"{q}.choices", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."))
-        if choices and opt.get("autocomplete"):
-            errs.append((q, "APPLICATION_COMMAND_OPTION_CHOICES_AUTOCOMPLETE", "Autocomplete and choices"))
+            )
+        optional_seen = optional_seen or not opt.get("required")
+        errs += _validate_value_option(q, opt)
+    return errs
+
+
+def _validate_value_option(q: str, opt: Mapping[str, Any]) -> list[FormError]:
+    """Type and choices of an option that is not a subcommand (group)."""
+    errs: list[FormError] = []
+    if opt.get("type") not in (3, 4, 5, 6, 7, 8, 9, 10, 11):
+        errs.append((f"{q}.type", "BASE_TYPE_CHOICES", "Value must be one of (1..11)."))
+    choices = opt.get("choices") or []
+    if len(choices) > 25:
+        errs.append((f"{q}.choices", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."))
+    if choices and opt.get("autocomplete"):
+        errs.append((q, "APPLICATION_COMMAND_OPTION_CHOICES_AUTOCOMPLETE", "Autocomplete and choices"))
     return errs
 
 
@@ -136,50 +141,15 @@ def validate_message_body(body: Mapping[str, Any], flags: int) -> list[FormError
     """A message create/edit body: content, embeds, components (legacy or components v2)."""
     errs: list[FormError] = []
     content = body.get("content")
-    if content is not None:
-        if not isinstance(content, str):
-            errs.append(("content", "BASE_TYPE_STRING", "Must be a string."))
-        elif len(content) > 2000:
-            errs.append(("content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length."))
+    if content is not None and not isinstance(content, str):
+        errs.append(("content", "BASE_TYPE_STRING", "Must be a string."))
+    elif content is not None and len(content) > 2000:
+        errs.append(("content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length."))
     embeds = body.get("embeds")
     if embeds is not None:
         if len(embeds) > 10:
             errs.append(("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length."))
-        total = 0
-        for i, e in enumerate(embeds):
-            p = f"embeds.{i}"
-
-            def check_len(path: str, value: Any, limit: int) -> int:
-                if value is None:
-                    return 0
-                if len(str(value)) > limit:
-                    errs.append((path, "BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length."))
-                return len(str(value))
-
-            total += check_len(f"{p}.title", e.get("title"), 256)
-            total += check_len(f"{p}.description", e.get("description"), 4096)
-            total += check_len(f"{p}.footer.text", (e.get("footer") or {}).get("text"), 2048)
-            total += check_len(f"{p}.author.name", (e.get("author") or {}).get("name"), 256)
-            fields = e.get("fields") or []
-            if len(fields) > 25:
-                errs.append((f"{p}.fields", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."))
-            for k, f in enumerate(fields):
-                for key, limit in (("name", 256), ("value", 1024)):
-                    if not f.get(key):
-                        errs.append((f"{p}.fields.{k}.{key}", "BASE_TYPE_REQUIRED", "This field is required"))
-                    total += check_len(f"{p}.fields.{k}.{key}", f.get(key), limit)
-            urls = [("url", e.get("url"))]
-            for key in ("image", "thumbnail", "video"):
-                urls.append((f"{key}.url", (e.get(key) or {}).get("url")))
-            urls.append(("author.url", (e.get("author") or {}).get("url")))
-            urls.append(("author.icon_url", (e.get("author") or {}).get("icon_url")))
-            urls.append(("footer.icon_url", (e.get("footer") or {}).get("icon_url")))
-            for path, url in urls:
-                if url is not None and not str(url).startswith(_URL_SCHEMES):
-                    errs.append((f"{p}.{path}", "URL_TYPE_INVALID_URL", "Not a well formed URL."))
-            color = e.get("color")
-            if color is not None and not 0 <= int(color) <= 0xFFFFFF:
-                errs.append((f"{p}.color", "NUMBER_TYPE_MAX", "int value should be <= 16777215."))
+        total = sum(_validate_embed(f"embeds.{i}", e, errs) for i, e in enumerate(embeds))
         if total > 6000:
             errs.append(("embeds", "MAX_EMBED_SIZE_EXCEEDED", "Embed size exceeds maximum size of 6000"))
     components = body.get("components")
@@ -196,88 +166,116 @@ def validate_message_body(body: Mapping[str, Any], flags: int) -> list[FormError
     return errs
 
 
+def _validate_embed(p: str, e: Mapping[str, Any], errs: list[FormError]) -> int:
+    """Check one embed (appending to ``errs``); returns its size toward the 6000-character total."""
+
+    def check_len(path: str, value: Any, limit: int) -> int:
+        if value is None:
+            return 0
+        if len(str(value)) > limit:
+            errs.append((path, "BASE_TYPE_MAX_LENGTH", f"Must be {limit} or fewer in length."))
+        return len(str(value))
+
+    total = check_len(f"{p}.title", e.get("title"), 256)
+    total += check_len(f"{p}.description", e.get("description"), 4096)
+    total += check_len(f"{p}.footer.text", (e.get("footer") or {}).get("text"), 2048)
+    total += check_len(f"{p}.author.name", (e.get("author") or {}).get("name"), 256)
+    fields = e.get("fields") or []
+    if len(fields) > 25:
+        errs.append((f"{p}.fields", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."))
+    for k, f in enumerate(fields):
+        for key, limit in (("name", 256), ("value", 1024)):
+            if not f.get(key):
+                errs.append((f"{p}.fields.{k}.{key}", "BASE_TYPE_REQUIRED", "This field is required"))
+            total += check_len(f"{p}.fields.{k}.{key}", f.get(key), limit)
+    urls = [("url", e.get("url"))]
+    urls += [(f"{key}.url", (e.get(key) or {}).get("url")) for key in ("image", "thumbnail", "video")]
+    urls.append(("author.url", (e.get("author") or {}).get("url")))
+    urls.append(("author.icon_url", (e.get("author") or {}).get("icon_url")))
+    urls.append(("footer.icon_url", (e.get("footer") or {}).get("icon_url")))
+    errs += [
+        (f"{p}.{path}", "URL_TYPE_INVALID_URL", "Not a well formed URL.")
+        for path, url in urls
+        if url is not None and not str(url).startswith(_URL_SCHEMES)
+    ]
+    color = e.get("color")
+    if color is not None and not 0 <= int(color) <= 0xFFFFFF:
+        errs.append((f"{p}.color", "NUMBER_TYPE_MAX", "int value should be <= 16777215."))
+    return total
+
+
 def validate_components(components: list[dict[str, Any]], *, v2: bool) -> list[FormError]:
     errs: list[FormError] = []
     if not v2:
-        if len(components) > 5:
-            errs.append(("components", "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length."))
-        for i, row in enumerate(components):
-            if row.get("type") != 1:
-                errs.append(
-                    (f"components.{i}.type", "UNION_TYPE_CHOICES", "Value of field 'type' must be 1.")
-                )
-                continue
-            children = row.get("components") or []
-            if not 1 <= len(children) <= 5:
-                errs.append(
-                    (
-                        f"components.{i}.components",
-                        "BASE_TYPE_BAD_LENGTH",
-                        "Must be between 1 and 5 in length.",
-                    )
-                )
-            if any(c.get("type") in SELECT_TYPES for c in children) and len(children) > 1:
-                errs.append(
-                    (
-                        f"components.{i}.components",
-                        "COMPONENT_LAYOUT_WIDTH_EXCEEDED",
-                        "The specified component exceeds the maximum width",
-                    )
-                )
+        errs += _validate_action_rows(components)
     elif sum(1 for _ in walk_components(components)) > 40:
         errs.append(
             ("components", "COMPONENT_MAX_TOTAL_COMPONENTS_EXCEEDED", "Too many components (max 40).")
         )
     seen: set[str] = set()
     for comp in walk_components(components):
-        ctype = comp.get("type")
-        cid = comp.get("custom_id")
-        if cid is not None:
-            if not 1 <= len(cid) <= 100:
-                errs.append(
-                    (
-                        "components",
-                        "BASE_TYPE_BAD_LENGTH",
-                        "custom_id must be between 1 and 100 in length.",
-                    )
+        errs += _validate_component(comp, seen)
+    return errs
+
+
+def _validate_action_rows(components: list[dict[str, Any]]) -> list[FormError]:
+    """Legacy layout: at most 5 action rows of 1–5 components, a select alone in its row."""
+    errs: list[FormError] = []
+    if len(components) > 5:
+        errs.append(("components", "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length."))
+    for i, row in enumerate(components):
+        if row.get("type") != 1:
+            errs.append((f"components.{i}.type", "UNION_TYPE_CHOICES", "Value of field 'type' must be 1."))
+            continue
+        children = row.get("components") or []
+        if not 1 <= len(children) <= 5:
+            errs.append(
+                (f"components.{i}.components", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5 in length.")
+            )
+        if any(c.get("type") in SELECT_TYPES for c in children) and len(children) > 1:
+            errs.append(
+                (
+                    f"components.{i}.components",
+                    "COMPONENT_LAYOUT_WIDTH_EXCEEDED",
+                    "The specified component exceeds the maximum width",
                 )
-            if cid in seen:
-                errs.append(
-                    (
-                        "components",
-                        "COMPONENT_CUSTOM_ID_DUPLICATED",
-                        f"Component custom id {cid!r} is duplicated",
-                    )
-                )
-            seen.add(cid)
-        if ctype == 2:
-            style = comp.get("style")
-            if style == 5:
-                if not comp.get("url") or cid is not None:
-                    errs.append(
-                        (
-                            "components",
-                            "BUTTON_COMPONENT_URL_REQUIRED",
-                            "A link button needs url, no custom_id",
-                        )
-                    )
-            elif style == 6:
-                if not comp.get("sku_id"):
-                    errs.append(
-                        (
-                            "components",
-                            "BUTTON_COMPONENT_SKU_ID_REQUIRED",
-                            "A premium button needs sku_id",
-                        )
-                    )
-            elif cid is None:
-                errs.append(
-                    ("components", "BUTTON_COMPONENT_CUSTOM_ID_REQUIRED", "A button needs a custom_id")
-                )
-            if len(comp.get("label") or "") > 80:
-                errs.append(("components", "BASE_TYPE_MAX_LENGTH", "Must be 80 or fewer in length."))
-        elif ctype == 3 and len(comp.get("options") or []) > 25:
-            errs.append(("components", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."))
+            )
+    return errs
+
+
+def _validate_component(comp: Mapping[str, Any], seen: set[str]) -> list[FormError]:
+    """One component: custom_id length and uniqueness (``seen``), buttons, select options."""
+    errs: list[FormError] = []
+    ctype = comp.get("type")
+    cid = comp.get("custom_id")
+    if cid is not None:
+        if not 1 <= len(cid) <= 100:
+            errs.append(
+                ("components", "BASE_TYPE_BAD_LENGTH", "custom_id must be between 1 and 100 in length.")
+            )
+        if cid in seen:
+            errs.append(
+                ("components", "COMPONENT_CUSTOM_ID_DUPLICATED", f"Component custom id {cid!r} is duplicated")
+            )
+        seen.add(cid)
+    if ctype == 2:
+        errs += _validate_button(comp)
+    elif ctype == 3 and len(comp.get("options") or []) > 25:
+        errs.append(("components", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."))
+    return errs
+
+
+def _validate_button(comp: Mapping[str, Any]) -> list[FormError]:
+    errs: list[FormError] = []
+    style, cid = comp.get("style"), comp.get("custom_id")
+    if style == 5 and (not comp.get("url") or cid is not None):
+        errs.append(("components", "BUTTON_COMPONENT_URL_REQUIRED", "A link button needs url, no custom_id"))
+    elif style == 6 and not comp.get("sku_id"):
+        errs.append(("components", "BUTTON_COMPONENT_SKU_ID_REQUIRED", "A premium button needs sku_id"))
+    elif style not in (5, 6) and cid is None:
+        errs.append(("components", "BUTTON_COMPONENT_CUSTOM_ID_REQUIRED", "A button needs a custom_id"))
+    if len(comp.get("label") or "") > 80:
+        errs.append(("components", "BASE_TYPE_MAX_LENGTH", "Must be 80 or fewer in length."))
     return errs
 
 
