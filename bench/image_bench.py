@@ -2,7 +2,7 @@
 
     python bench/image_bench.py [--smoke] [--repeat N] [--threads N]
 
-Prints, never asserts (DESIGN.md §7). Inputs are generated here (photo-like: gradients, a fractal
+Prints, never asserts (machines are noisy). Inputs are generated here (photo-like: gradients, a fractal
 and noise), so results vary a little with the machine, not with the data.
 """
 

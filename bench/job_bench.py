@@ -12,7 +12,7 @@ default (1.5 s) scaled the same way.
 Unlike the tests, both fakes run on their own event loop in a second thread, so the loop whose lag
 is measured runs only the bot (the GIL is still shared, which makes the figures pessimistic).
 
-Prints, never asserts (DESIGN.md §7). Phases:
+Prints, never asserts (machines are noisy). Phases:
 
 1. single job on an idle bot (repeated): defer delay, time to the first status edit, overhead;
 2. N jobs at once (1 MP inputs, N distinct users, MAX_CONCURRENT_JOBS=N so all run together):

@@ -76,7 +76,7 @@ class PromptModal(discord.ui.Modal):
     async def on_submit(self, interaction: discord.Interaction[Any]) -> None:
         await self.on_prompt(interaction, self.prompt.value)
 
-    async def on_error(self, interaction: discord.Interaction[Any], error: Exception) -> None:
+    async def on_error(self, interaction: discord.Interaction[Any], error: Exception, /) -> None:  # type: ignore[override]
         await report_unexpected(interaction, error)
 
 
@@ -111,9 +111,11 @@ class JobButton(
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         try:
-            cog = interaction.client.get_cog("EditCog")  # type: ignore[attr-defined]
+            cog = interaction.client.get_cog("EditCog")
             assert isinstance(cog, EditCog)
-            handler = {"reroll": cog.reroll, "again": cog.edit_again, "delete": cog.delete_result}[self.action]
+            handler = {"reroll": cog.reroll, "again": cog.edit_again, "delete": cog.delete_result}[
+                self.action
+            ]
             await handler(interaction, self.job_id)
         except Exception as exc:  # noqa: BLE001 - discord.py would only log it; the user must hear back
             await report_unexpected(interaction, exc)
@@ -189,7 +191,9 @@ class EditCog(commands.Cog):
         options = options_from(prompt, model, aspect, format, enhance, safety)
         await self.interactions.submit(interaction, options, kind=JobKind.IMAGINE)
 
-    async def edit_message_image(self, interaction: discord.Interaction[Any], message: discord.Message) -> None:
+    async def edit_message_image(
+        self, interaction: discord.Interaction[Any], message: discord.Message
+    ) -> None:
         """Message command: edit the first image of a message after asking for a prompt."""
         attachment = first_image(message)
         if attachment is None:

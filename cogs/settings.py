@@ -53,7 +53,7 @@ class SettingsCog(
         self.modlog = bot.backend.modlog
         super().__init__()
 
-    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:  # type: ignore[override]
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
         if interaction.guild_id is None or not is_admin(interaction):
             log.info("user %s denied /kontext (no Manage Server)", interaction.user.id)
             await interaction.response.send_message(
@@ -153,7 +153,9 @@ class SettingsCog(
     @app_commands.command(
         name="safety", description="Safety tolerance in ordinary channels (0 strictest … 6)"
     )
-    async def safety(self, interaction: discord.Interaction[Any], value: app_commands.Range[int, 0, 6]) -> None:
+    async def safety(
+        self, interaction: discord.Interaction[Any], value: app_commands.Range[int, 0, 6]
+    ) -> None:
         await self._change(interaction, safety=value)
 
     @app_commands.command(
@@ -195,7 +197,11 @@ class SettingsCog(
         await self._edit_ids(interaction, "roles", action.value, role)
 
     async def _edit_ids(
-        self, interaction: discord.Interaction[Any], field: str, action: str, item: discord.abc.Snowflake | None
+        self,
+        interaction: discord.Interaction[Any],
+        field: str,
+        action: str,
+        item: discord.abc.Snowflake | None,
     ) -> None:
         """Add to, remove from or clear an allow-list of ids (``channels`` or ``roles``)."""
         current: list[int] = getattr(await self.moderation.settings(interaction.guild_id or 0), field)

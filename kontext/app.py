@@ -70,18 +70,24 @@ class App:
         self._bot = bot
         s.data_dir.mkdir(parents=True, exist_ok=True)
         self.session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=s.http_timeout_s, sock_read=s.http_timeout_s),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=s.http_timeout_s, sock_read=s.http_timeout_s
+            ),
             headers={"User-Agent": USER_AGENT},
         )
         self._started.add("session")
         self.store = SqliteStore(s.database_path)
         await self.store.open()
         self._started.add("store")
-        self.provider = ApimartClient(self.session, s.apimart_base_url, s.apimart_api_key, timeout=s.http_timeout_s)
+        self.provider = ApimartClient(
+            self.session, s.apimart_base_url, s.apimart_api_key, timeout=s.http_timeout_s
+        )
         host = build_host(s, self.provider)
         self.images = ImageWorker(max_threads=max(1, min(2, (os.cpu_count() or 2) - 1)))
         self._started.add("images")
-        downloader = HttpDownloader(self.session, allow_private=s.allow_private_urls, timeout=s.http_timeout_s)
+        downloader = HttpDownloader(
+            self.session, allow_private=s.allow_private_urls, timeout=s.http_timeout_s
+        )
         self.runner = JobRunner(
             s,
             RunnerPorts(self.store, self.provider, host, self.images, downloader, self._reporter),
@@ -89,7 +95,9 @@ class App:
             schedule=self.poll_schedule,
         )
         self._started.add("runner")
-        defaults = BotDefaults(default_model=s.default_model, default_safety=s.default_safety, allow_dms=s.allow_dms)
+        defaults = BotDefaults(
+            default_model=s.default_model, default_safety=s.default_safety, allow_dms=s.allow_dms
+        )
         self.moderation = Moderation(self.store, defaults)
         self._started.add("moderation")
         self.modlog = ModLog(bot, self.moderation, self.images)
@@ -109,11 +117,13 @@ class App:
     async def _start_web(self, local: LocalHost | None) -> None:
         if not self.settings.web_enabled:
             return
-        app = build_app(self.metrics, self.health, local)
+        app = build_app(self.metrics, self.health, local.resolve if local is not None else None)
         self._web_runner, self.web_port = await start_web(app, self.settings.web_host, self.settings.web_port)
         if local is not None:
             self._housekeeping.spawn(
-                every(min(300, max(10, local.ttl_s / 4)), lambda: self._sweep(local), logger=log, what="sweep"),
+                every(
+                    min(300, max(10, local.ttl_s / 4)), lambda: self._sweep(local), logger=log, what="sweep"
+                ),
                 name="hosted-sweeper",
             )
 
@@ -164,7 +174,9 @@ class App:
         log.info("shut down in %.1f s", time.monotonic() - started)
 
 
-def create_bot(settings: Settings, *, poll_schedule: PollSchedule | None = None, **options: Any) -> KontextBot:
+def create_bot(
+    settings: Settings, *, poll_schedule: PollSchedule | None = None, **options: Any
+) -> KontextBot:
     """The bot with its application (used by ``bot.py`` and by the end-to-end tests)."""
     point_discord_at(settings)
     return KontextBot(settings, App(settings, poll_schedule=poll_schedule), **options)

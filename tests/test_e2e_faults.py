@@ -271,7 +271,9 @@ async def test_result_redirect_refused(world: World, location: str | None, times
 async def test_oversize_result_costs_at_most_the_cap(world: World, declared: bool) -> None:
     bot = await world.start_bot(MAX_RESULT_MB="1")
     counter = CountingSession(bot.backend.runner.ports.downloader.session)
-    bot.backend.runner.ports.downloader.session = counter  # counts every body byte the runner's downloads consume
+    bot.backend.runner.ports.downloader.session = (
+        counter  # counts every body byte the runner's downloads consume
+    )
     world.apimart.result_fault("oversize", size=12 * 1024 * 1024, declare_length=declared)
     source = make_image()
     inter = await world.edit(source)

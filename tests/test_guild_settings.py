@@ -20,7 +20,13 @@ from kontext.domain.guild_settings import (
     SettingsError,
 )
 from kontext.i18n import error_text
-from kontext.domain.blocklist import compile_pattern, find_blocked, is_whole_word, normalise_light, normalise_text
+from kontext.domain.blocklist import (
+    compile_pattern,
+    find_blocked,
+    is_whole_word,
+    normalise_light,
+    normalise_text,
+)
 
 PRO, MAX = "flux-kontext-pro", "flux-kontext-max"
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -55,7 +55,10 @@ class Setup:
         self.moderation = Moderation(self.store, BotDefaults("flux-kontext-pro", 2, allow_dms=False))
         self.denied: list[Denied] = []
         self.intake = Intake(
-            self.runner.settings, self.runner, self.moderation, on_denied=lambda r, p, d: self.denied.append(d)
+            self.runner.settings,
+            self.runner,
+            self.moderation,
+            on_denied=lambda r, p, d: self.denied.append(d),
         )
 
     async def quota(self, per_user: int) -> None:
@@ -135,5 +138,9 @@ async def test_an_accepted_request_becomes_a_job_with_the_admitted_model_and_saf
     assert isinstance(accepted, Accepted)
     job = await setup.intake.start(accepted, HANDLE)
     assert (job.model, job.safety_tolerance, job.size) == ("flux-kontext-max", 1, "match_input_image")
-    assert (job.input_url, job.interaction_token, job.status_message_id) == ("https://cdn.example/a.png", "tok", 3)
+    assert (job.input_url, job.interaction_token, job.status_message_id) == (
+        "https://cdn.example/a.png",
+        "tok",
+        3,
+    )
     await setup.runner.wait_idle()

@@ -21,7 +21,7 @@ async def served(tmp_path: Path):
     secret = load_secret(tmp_path / "secret")
     assert (tmp_path / "secret").stat().st_mode & 0o777 == 0o600
     host = LocalHost(tmp_path / "hosted", "http://placeholder", secret, ttl_s=60)
-    app = build_app(Metrics(), lambda: {"ok": True}, host)
+    app = build_app(Metrics(), lambda: {"ok": True}, host.resolve)
     runner, port = await start_web(app, "127.0.0.1", 0)
     host.public_base_url = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:

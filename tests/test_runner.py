@@ -69,7 +69,9 @@ class Rig:
         def reporter(record: JobRecord) -> RecordingReporter:
             return self.reporters.setdefault(record.id, RecordingReporter())
 
-        ports = RunnerPorts(self.store, self.provider, self.host, PassThroughImages(), self.downloader, reporter)
+        ports = RunnerPorts(
+            self.store, self.provider, self.host, PassThroughImages(), self.downloader, reporter
+        )
         self.runner = JobRunner(settings(**env), ports, Metrics(), schedule=INSTANT)
         return self.runner
 

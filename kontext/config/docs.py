@@ -47,9 +47,7 @@ def markdown_table(cls: type[Any] = Settings) -> str:
         for spec in rows:
             default = _default(spec)
             shown = "required" if spec.required is not None else "—" if default is None else f"`{default}`"
-            lines.append(
-                f"| `{spec.env}` | {shown} | {_cell(spec.kind.describe())} | {_cell(spec.help)} |"
-            )
+            lines.append(f"| `{spec.env}` | {shown} | {_cell(spec.kind.describe())} | {_cell(spec.help)} |")
     return "\n".join(lines) + "\n"
 
 

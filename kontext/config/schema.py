@@ -280,7 +280,7 @@ class Spec:
             return self.kind.parse(raw)
         except Invalid as exc:
             raise ConfigError(self.env, exc.problem) from None
-        except Exception:  # a kind's bug must not leak the value through a library's message
+        except Exception:  # noqa: BLE001 - a kind's bug must not leak the value through a library's message
             raise ConfigError(self.env, f"invalid value (expected {self.kind.describe()})") from None
 
 

@@ -37,7 +37,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kontext.domain.generation import MODELS
 from kontext.config.schema import (
     Bool,
     Choice,
@@ -52,6 +51,7 @@ from kontext.config.schema import (
     load,
     setting,
 )
+from kontext.domain.generation import MODELS
 
 IMAGE_HOSTS = ("apimart", "local", "discord")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

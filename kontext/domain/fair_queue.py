@@ -4,6 +4,10 @@ A job runs when fewer than ``max_running`` jobs run bot-wide and fewer than ``ma
 requester's. Waiting jobs are served in arrival order, skipping those whose requester is at the cap
 (so one user's burst never blocks everybody else). Resumed jobs join at the front. How long the
 line may grow is the runner's decision (:meth:`kontext.services.runner.JobRunner.reserve`).
+
+A waiting job is woken when its turn comes, and otherwise only every ``report_every`` seconds to
+report its position if it changed: a start never wakes the whole line (that made the work, and the
+status edits, grow with the square of the line's length).
 """
 
 from __future__ import annotations
@@ -11,9 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
-
+from dataclasses import dataclass
 
 PositionCallback = Callable[[int], Awaitable[None]]
 
@@ -23,7 +25,6 @@ class _Waiter:
     job_id: str
     user_id: int
     granted: asyncio.Future[None]
-    moved: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class FairScheduler:
@@ -71,24 +72,23 @@ class FairScheduler:
         self._dispatch()
 
     def _dispatch(self) -> None:
-        started = False
         for waiter in list(self._waiting):
             if self.running_total >= self.max_running:
                 break
-            if waiter.granted.done():
-                continue
-            if self._can_run(waiter.user_id):
+            if not waiter.granted.done() and self._can_run(waiter.user_id):
                 self._waiting.remove(waiter)
                 self._start(waiter.user_id)
                 waiter.granted.set_result(None)
-                started = True
-        if started:
-            for waiter in self._waiting:
-                waiter.moved.set()
 
     @asynccontextmanager
     async def slot(
-        self, job_id: str, user_id: int, *, on_position: PositionCallback | None = None, front: bool = False
+        self,
+        job_id: str,
+        user_id: int,
+        *,
+        on_position: PositionCallback | None = None,
+        front: bool = False,
+        report_every: float = 1.0,
     ) -> AsyncIterator[None]:
         """Hold a running slot for the block; wait (reporting positions) while the caps are full."""
         if not self._waiting and self._can_run(user_id):
@@ -97,38 +97,36 @@ class FairScheduler:
             waiter = _Waiter(job_id, user_id, asyncio.get_running_loop().create_future())
             if front:
                 self._waiting.insert(0, waiter)
-                for other in self._waiting[1:]:
-                    other.moved.set()
             else:
                 self._waiting.append(waiter)
             self._dispatch()
-            reported: int | None = None
             try:
-                while not waiter.granted.done():
-                    position = self.position(job_id)
-                    if on_position is not None and position is not None and position != reported:
-                        reported = position
-                        await on_position(position)
-                    if waiter.granted.done():
-                        break
-                    waiter.moved.clear()
-                    moved: asyncio.Future[Any] = asyncio.ensure_future(waiter.moved.wait())
-                    pending: list[asyncio.Future[Any]] = [waiter.granted, moved]
-                    try:
-                        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        moved.cancel()
+                await self._wait_turn(waiter, on_position, report_every)
             except BaseException:
-                if waiter.granted.done() and not waiter.granted.cancelled():
-                    self._release(user_id)
-                else:
-                    waiter.granted.cancel()
-                    if waiter in self._waiting:
-                        self._waiting.remove(waiter)
-                        for other in self._waiting:
-                            other.moved.set()
+                self._abandon(waiter)
                 raise
         try:
             yield
         finally:
             self._release(user_id)
+
+    async def _wait_turn(
+        self, waiter: _Waiter, on_position: PositionCallback | None, report_every: float
+    ) -> None:
+        reported: int | None = None
+        while not waiter.granted.done():
+            position = self.position(waiter.job_id)
+            if on_position is not None and position is not None and position != reported:
+                reported = position
+                await on_position(position)
+            if not waiter.granted.done():
+                await asyncio.wait([waiter.granted], timeout=report_every)
+
+    def _abandon(self, waiter: _Waiter) -> None:
+        """A waiter was cancelled: give its slot back if it had just been granted one, else leave the line."""
+        if waiter.granted.done() and not waiter.granted.cancelled():
+            self._release(waiter.user_id)
+            return
+        waiter.granted.cancel()
+        if waiter in self._waiting:
+            self._waiting.remove(waiter)

@@ -8,13 +8,13 @@ validates and raises :class:`SettingsError` whose ``code`` is a message key in :
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from kontext.domain.generation import MODELS
-from kontext.domain.errors import KontextError
 from kontext.domain.blocklist import compile_pattern
+from kontext.domain.errors import KontextError
+from kontext.domain.generation import MODELS
 from kontext.domain.values import whole_number
 
 log = logging.getLogger("kontext.domain.guild_settings")
@@ -86,36 +86,10 @@ class GuildSettings:
                 )
             return cls()
         out = cls()
-        for name in ("safety", "nsfw_safety"):
+        for name, load in _LOADERS.items():
             if name in data:
-                setattr(out, name, _load_int(name, data[name], SAFETY_MIN, SAFETY_MAX, DEFAULT_SAFETY))
-        for name, hi in (
-            ("cooldown_s", MAX_COOLDOWN_S),
-            ("user_daily_quota", MAX_QUOTA),
-            ("guild_daily_quota", MAX_QUOTA),
-        ):
-            if name in data:
-                setattr(out, name, _load_int(name, data[name], 0, hi, 0))
-        if "allowed_models" in data:
-            models = [m for m in _load_list("allowed_models", data["allowed_models"]) if _known_model(m)]
-            models = _dedupe(models)
-            if not models:
-                log.warning("guild settings: no valid allowed_models; allowing all")
-                models = _all_models()
-            out.allowed_models = models
-        if (default := data.get("default_model")) is not None:
-            if isinstance(default, str) and default in out.allowed_models:
-                out.default_model = default
-            else:
-                log.warning("guild settings: dropped default_model %.80r (unknown or not allowed)", default)
-        for name in ("channels", "roles"):
-            if name in data:
-                ids = [i for i in (_load_id(name, v) for v in _load_list(name, data[name])) if i is not None]
-                setattr(out, name, _dedupe(ids)[:MAX_ID_LIST])
-        if "blocklist" in data:
-            out.blocklist = _load_blocklist(_load_list("blocklist", data["blocklist"]))
-        if data.get("log_channel_id") is not None:
-            out.log_channel_id = _load_id("log_channel_id", data["log_channel_id"])
+                setattr(out, name, load(data[name]))
+        out.default_model = _load_default_model(data.get("default_model"), out.allowed_models)
         return out
 
     def with_changes(self, **changes: Any) -> GuildSettings:
@@ -158,24 +132,24 @@ def _check_int(name: str, value: Any) -> int:
 
 
 def _v_safety(value: Any) -> int:
-    value = _check_int("safety", value)
-    if not SAFETY_MIN <= value <= SAFETY_MAX:
-        raise SettingsError("settings_safety_range", {"value": value, "min": SAFETY_MIN, "max": SAFETY_MAX})
-    return value
+    number = _check_int("safety", value)
+    if not SAFETY_MIN <= number <= SAFETY_MAX:
+        raise SettingsError("settings_safety_range", {"value": number, "min": SAFETY_MIN, "max": SAFETY_MAX})
+    return number
 
 
 def _v_cooldown(value: Any) -> int:
-    value = _check_int("cooldown_s", value)
-    if not 0 <= value <= MAX_COOLDOWN_S:
-        raise SettingsError("settings_cooldown_range", {"value": value, "max": MAX_COOLDOWN_S})
-    return value
+    number = _check_int("cooldown_s", value)
+    if not 0 <= number <= MAX_COOLDOWN_S:
+        raise SettingsError("settings_cooldown_range", {"value": number, "max": MAX_COOLDOWN_S})
+    return number
 
 
 def _v_quota(value: Any) -> int:
-    value = _check_int("quota", value)
-    if not 0 <= value <= MAX_QUOTA:
-        raise SettingsError("settings_quota_range", {"value": value, "max": MAX_QUOTA})
-    return value
+    number = _check_int("quota", value)
+    if not 0 <= number <= MAX_QUOTA:
+        raise SettingsError("settings_quota_range", {"value": number, "max": MAX_QUOTA})
+    return number
 
 
 def _v_models(value: Any) -> list[str]:
@@ -199,10 +173,10 @@ def _v_default_model(value: Any) -> str | None:
 
 
 def _v_id(value: Any) -> int:
-    value = _check_int("id", value)
-    if not 0 < value <= _MAX_SNOWFLAKE:
-        raise SettingsError("settings_id_invalid", {"value": value})
-    return value
+    number = _check_int("id", value)
+    if not 0 < number <= _MAX_SNOWFLAKE:
+        raise SettingsError("settings_id_invalid", {"value": number})
+    return number
 
 
 def _v_ids(value: Any) -> list[int]:
@@ -294,6 +268,26 @@ def _load_int(name: str, value: Any, lo: int, hi: int, default: int) -> int:
     return number
 
 
+def _load_models(value: Any) -> list[str]:
+    models = _dedupe([m for m in _load_list("allowed_models", value) if _known_model(m)])
+    if not models:
+        log.warning("guild settings: no valid allowed_models; allowing all")
+        return _all_models()
+    return models
+
+
+def _load_default_model(value: Any, allowed: list[str]) -> str | None:
+    if value is None or (isinstance(value, str) and value in allowed):
+        return value
+    log.warning("guild settings: dropped default_model %.80r (unknown or not allowed)", value)
+    return None
+
+
+def _load_ids(name: str, value: Any) -> list[int]:
+    ids = [i for i in (_load_id(name, v) for v in _load_list(name, value)) if i is not None]
+    return _dedupe(ids)[:MAX_ID_LIST]
+
+
 def _load_list(name: str, value: Any) -> list[Any]:
     if isinstance(value, list | tuple):
         return list(value)
@@ -308,6 +302,10 @@ def _load_id(name: str, value: Any) -> int | None:
         log.warning("guild settings: dropped invalid id %.80r in %s", value, name)
         return None
     return number
+
+
+def _load_log_channel(value: Any) -> int | None:
+    return None if value is None else _load_id("log_channel_id", value)
 
 
 def _load_blocklist(values: list[Any]) -> list[str]:
@@ -328,3 +326,22 @@ def _load_blocklist(values: list[Any]) -> list[str]:
         )
         entries = entries[:MAX_BLOCKLIST_ENTRIES]
     return entries
+
+
+def _int_loader(name: str, lo: int, hi: int, default: int) -> Callable[[Any], int]:
+    return lambda value: _load_int(name, value, lo, hi, default)
+
+
+#: How each stored field is read back (``default_model`` is read last: it depends on the models).
+_LOADERS: dict[str, Callable[[Any], Any]] = {
+    "safety": _int_loader("safety", SAFETY_MIN, SAFETY_MAX, DEFAULT_SAFETY),
+    "nsfw_safety": _int_loader("nsfw_safety", SAFETY_MIN, SAFETY_MAX, DEFAULT_SAFETY),
+    "cooldown_s": _int_loader("cooldown_s", 0, MAX_COOLDOWN_S, 0),
+    "user_daily_quota": _int_loader("user_daily_quota", 0, MAX_QUOTA, 0),
+    "guild_daily_quota": _int_loader("guild_daily_quota", 0, MAX_QUOTA, 0),
+    "allowed_models": _load_models,
+    "channels": lambda value: _load_ids("channels", value),
+    "roles": lambda value: _load_ids("roles", value),
+    "blocklist": lambda value: _load_blocklist(_load_list("blocklist", value)),
+    "log_channel_id": _load_log_channel,
+}

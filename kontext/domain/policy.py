@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from kontext.domain.blocklist import find_blocked
 from kontext.domain.generation import MODELS
 from kontext.domain.guild_settings import SAFETY_MAX, SAFETY_MIN, GuildSettings
-from kontext.domain.blocklist import find_blocked
 
 DAY_S = 86_400
 #: At most this many channel / role mentions are listed in a denial.
@@ -128,73 +128,117 @@ def _pick_model(settings: GuildSettings, requested: str | None, bot_default: str
     return allowed[0]
 
 
+def _direct_message(facts: RequestFacts, defaults: BotDefaults) -> Allowed | Denied:
+    """Rule 1: DMs follow the bot-wide defaults, if the operator allows DMs at all."""
+    if not defaults.allow_dms:
+        return Denied("policy_dm_disabled", {}, "DMs are disabled (ALLOW_DMS)")
+    if facts.requested_model is not None and facts.requested_model not in MODELS:
+        return Denied(
+            "policy_model",
+            {"model": facts.requested_model, "models": ", ".join(MODELS)},
+            f"unknown model {facts.requested_model!r}",
+        )
+    model = facts.requested_model or defaults.default_model
+    return Allowed(model, _effective_safety(defaults.default_safety, facts.requested_safety), GuildSettings())
+
+
+def _channel_rule(settings: GuildSettings, facts: RequestFacts) -> Denied | None:
+    if not settings.channels or facts.is_admin:
+        return None
+    here = {facts.channel_id} | ({facts.parent_channel_id} if facts.parent_channel_id is not None else set())
+    if here & set(settings.channels):
+        return None
+    return Denied(
+        "policy_channel",
+        {"channels": _mentions(settings.channels, "<#{}>")},
+        f"channel {facts.channel_id} is not in the allow-list",
+    )
+
+
+def _role_rule(settings: GuildSettings, facts: RequestFacts) -> Denied | None:
+    if not settings.roles or facts.is_admin or facts.role_ids & set(settings.roles):
+        return None
+    return Denied(
+        "policy_role",
+        {"roles": _mentions(settings.roles, "<@&{}>")},
+        f"user {facts.user_id} has none of the allowed roles",
+    )
+
+
+def _model_rule(settings: GuildSettings, facts: RequestFacts) -> Denied | None:
+    allowed_models = settings.allowed_models or list(MODELS)
+    if facts.requested_model is None or facts.requested_model in allowed_models:
+        return None
+    return Denied(
+        "policy_model",
+        {"model": facts.requested_model, "models": ", ".join(allowed_models)},
+        f"model {facts.requested_model!r} is not allowed here",
+    )
+
+
+def _blocklist_rule(settings: GuildSettings, facts: RequestFacts) -> Denied | None:
+    entry = find_blocked(facts.prompt, settings.blocklist)
+    if entry is None:
+        return None
+    return Denied("policy_blocked", {}, f"prompt matches block-list entry {entry!r}")
+
+
+def _cooldown_rule(settings: GuildSettings, facts: RequestFacts) -> Denied | None:
+    if settings.cooldown_s <= 0 or facts.user_last_job_at is None or facts.is_admin:
+        return None
+    remaining = facts.user_last_job_at + settings.cooldown_s - facts.now
+    if remaining <= 0:
+        return None
+    seconds = min(math.ceil(remaining), settings.cooldown_s)
+    return Denied(
+        "policy_cooldown",
+        {"seconds": seconds, "retry_at": math.ceil(facts.now + seconds)},
+        f"cooldown: {seconds} s left of {settings.cooldown_s} s",
+    )
+
+
+def _user_quota_rule(settings: GuildSettings, facts: RequestFacts) -> Denied | None:
+    quota = settings.user_daily_quota
+    if quota <= 0 or facts.is_admin or facts.user_jobs_today < quota:
+        return None
+    return Denied(
+        "policy_user_quota",
+        {"limit": quota, "reset_at": int(next_reset(facts.now))},
+        f"user quota used: {facts.user_jobs_today}/{quota} on {utc_day(facts.now)}",
+    )
+
+
+def _guild_quota_rule(settings: GuildSettings, facts: RequestFacts) -> Denied | None:
+    quota = settings.guild_daily_quota
+    if quota <= 0 or facts.guild_jobs_today < quota:
+        return None
+    return Denied(
+        "policy_guild_quota",
+        {"limit": quota, "reset_at": int(next_reset(facts.now))},
+        f"server quota used: {facts.guild_jobs_today}/{quota} on {utc_day(facts.now)}",
+    )
+
+
+#: Rules 2-8 of the module docstring, in order.
+_SERVER_RULES = (
+    _channel_rule,
+    _role_rule,
+    _model_rule,
+    _blocklist_rule,
+    _cooldown_rule,
+    _user_quota_rule,
+    _guild_quota_rule,
+)
+
+
 def decide(settings: GuildSettings, facts: RequestFacts, defaults: BotDefaults) -> Allowed | Denied:
     """Allow (with the effective model and safety) or deny one request; see the module docstring."""
     if facts.guild_id is None:
-        if not defaults.allow_dms:
-            return Denied("policy_dm_disabled", {}, "DMs are disabled (ALLOW_DMS)")
-        if facts.requested_model is not None and facts.requested_model not in MODELS:
-            return Denied(
-                "policy_model",
-                {"model": facts.requested_model, "models": ", ".join(MODELS)},
-                f"unknown model {facts.requested_model!r}",
-            )
-        model = facts.requested_model or defaults.default_model
-        return Allowed(
-            model, _effective_safety(defaults.default_safety, facts.requested_safety), GuildSettings()
-        )
-
-    admin = facts.is_admin
-    if settings.channels and not admin:
-        here = {facts.channel_id} | (
-            {facts.parent_channel_id} if facts.parent_channel_id is not None else set()
-        )
-        if not here & set(settings.channels):
-            return Denied(
-                "policy_channel",
-                {"channels": _mentions(settings.channels, "<#{}>")},
-                f"channel {facts.channel_id} is not in the allow-list",
-            )
-    if settings.roles and not admin and not facts.role_ids & set(settings.roles):
-        return Denied(
-            "policy_role",
-            {"roles": _mentions(settings.roles, "<@&{}>")},
-            f"user {facts.user_id} has none of the allowed roles",
-        )
-    allowed_models = settings.allowed_models or list(MODELS)
-    if facts.requested_model is not None and facts.requested_model not in allowed_models:
-        return Denied(
-            "policy_model",
-            {"model": facts.requested_model, "models": ", ".join(allowed_models)},
-            f"model {facts.requested_model!r} is not allowed here",
-        )
-    entry = find_blocked(facts.prompt, settings.blocklist)
-    if entry is not None:
-        return Denied("policy_blocked", {}, f"prompt matches block-list entry {entry!r}")
-    if settings.cooldown_s > 0 and facts.user_last_job_at is not None and not admin:
-        ready_at = facts.user_last_job_at + settings.cooldown_s
-        remaining = ready_at - facts.now
-        if remaining > 0:
-            seconds = min(math.ceil(remaining), settings.cooldown_s)
-            return Denied(
-                "policy_cooldown",
-                {"seconds": seconds, "retry_at": math.ceil(facts.now + seconds)},
-                f"cooldown: {seconds} s left of {settings.cooldown_s} s",
-            )
-    reset_at = int(next_reset(facts.now))
-    if settings.user_daily_quota > 0 and not admin and facts.user_jobs_today >= settings.user_daily_quota:
-        return Denied(
-            "policy_user_quota",
-            {"limit": settings.user_daily_quota, "reset_at": reset_at},
-            f"user quota used: {facts.user_jobs_today}/{settings.user_daily_quota} on {utc_day(facts.now)}",
-        )
-    if settings.guild_daily_quota > 0 and facts.guild_jobs_today >= settings.guild_daily_quota:
-        return Denied(
-            "policy_guild_quota",
-            {"limit": settings.guild_daily_quota, "reset_at": reset_at},
-            f"server quota used: {facts.guild_jobs_today}/{settings.guild_daily_quota} "
-            f"on {utc_day(facts.now)}",
-        )
+        return _direct_message(facts, defaults)
+    for rule in _SERVER_RULES:
+        denied = rule(settings, facts)
+        if denied is not None:
+            return denied
     model = _pick_model(settings, facts.requested_model, defaults.default_model)
     safety = _effective_safety(settings.safety_for(facts.channel_is_nsfw), facts.requested_safety)
     return Allowed(model, safety, settings)

@@ -28,7 +28,19 @@ log = logging.getLogger("kontext.intake")
 
 MAX_PROMPT_CHARS = 1800
 #: File names taken for images when the attachment has no content type.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic", ".heif")
+IMAGE_EXTENSIONS = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".gif",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".avif",
+    ".heic",
+    ".heif",
+)
 
 
 @dataclass(frozen=True)
@@ -180,7 +192,9 @@ class Intake:
                     check_attachment(request.attachment, self.settings)
                 self._reserve()
             except RefusedError as refusal:
-                log.info("refused /%s from user %s: %s", request.kind, request.user_id, refusal.refused.reason)
+                log.info(
+                    "refused /%s from user %s: %s", request.kind, request.user_id, refusal.refused.reason
+                )
                 return refusal.refused
             try:
                 decision = await self.moderation.admit(self._facts(request, prompt))

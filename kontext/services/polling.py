@@ -127,7 +127,7 @@ class _Waiter:
             await self.on_update(status)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - a status display must never stop the wait
+        except Exception:
             log.exception("task %s: on_update callback failed", self.task_id)
 
     def _finished(self, status: TaskStatus) -> bool:
@@ -152,5 +152,7 @@ class _Waiter:
     def _timed_out(self, now: float) -> NoReturn:
         waited = now - self.started
         raise TaskTimedOut(
-            f"task {self.task_id} not finished after {waited:.1f} s", seconds=round(waited), task_id=self.task_id
+            f"task {self.task_id} not finished after {waited:.1f} s",
+            seconds=round(waited),
+            task_id=self.task_id,
         )

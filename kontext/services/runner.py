@@ -203,7 +203,11 @@ class JobRunner:
 
     def _track(self, job: JobRecord, task: asyncio.Task[None]) -> None:
         self._running[job.id] = task
-        task.add_done_callback(lambda _task, job_id=job.id: self._running.pop(job_id, None))
+
+        def forget(_task: asyncio.Task[None], job_id: str = job.id) -> None:
+            self._running.pop(job_id, None)
+
+        task.add_done_callback(forget)
 
     def _deadline(self, job: JobRecord, resumed: bool) -> float:
         """Wall-clock deadline. A resumed job with a task id always gets a short grace to collect
@@ -233,7 +237,7 @@ class JobRunner:
                 await self._fail(job, timeout, reporter)
             except KontextError as exc:
                 await self._fail(job, exc, reporter)
-            except Exception as exc:  # noqa: BLE001 - the one boundary of a job: it must end failed, not lost
+            except Exception as exc:
                 log.exception("job crashed in state %s", job.state)
                 await self._fail(job, KontextError(f"unexpected {type(exc).__name__}"), reporter)
 
@@ -241,9 +245,13 @@ class JobRunner:
         job = run.job
 
         async def on_position(position: int) -> None:
-            await run.line.show(Waiting(position), force=True)
+            await run.line.show(Waiting(position))
 
-        async with self.scheduler.slot(job.id, job.user_id, on_position=on_position, front=resumed):
+        report_every = max(1.0, self.settings.status_update_interval_s)
+        slot = self.scheduler.slot(
+            job.id, job.user_id, on_position=on_position, front=resumed, report_every=report_every
+        )
+        async with slot:
             # the poll phase enforces the deadline itself (and says why it gave up);
             # the outer timeout is the safety net for every other step
             budget = max(0.0, run.deadline - time.time()) + DEADLINE_SLACK_S
@@ -279,7 +287,9 @@ class JobRunner:
             len(image.data),
         )
         self._inputs[job.id] = image.data
-        hosted = await host.put(job.id, image.data, image.content_type, image.extension, run.reporter.attach_input)
+        hosted = await host.put(
+            job.id, image.data, image.content_type, image.extension, run.reporter.attach_input
+        )
         await store.transition(
             job,
             [JobState.RECEIVED],
@@ -424,5 +434,5 @@ class JobRunner:
         if self.on_finished is not None:
             try:
                 self.on_finished(job, input_image, result)
-            except Exception:  # noqa: BLE001 - an observer must not break the job's end
+            except Exception:
                 log.exception("finished-hook failed")

@@ -1,7 +1,10 @@
-"""The status line of one job: status events go to the reporter, throttled.
+"""The status line of one job: status events go to the reporter, few and far enough apart.
 
-Repeats are dropped, and edits closer together than ``interval`` are skipped unless forced (phase
-changes are forced so the requester always sees them; progress ticks are not).
+Phase changes (``force``: uploading, queued, downloading) are always shown. Progress ticks (line
+position, percent done) are optional: each is shown only if it differs from the last one, no sooner
+than ``interval`` after the previous edit, with the gap doubling after every optional edit and at
+most ``optional_budget`` of them per job. So a job costs a bounded number of Discord requests
+however long its line or its task, and the status still moves early, when people watch it.
 """
 
 from __future__ import annotations
@@ -15,24 +18,39 @@ from kontext.services.ports import Reporter
 
 log = logging.getLogger("kontext.status")
 
+#: Optional status edits (positions, progress) per job at most.
+OPTIONAL_BUDGET = 5
+
 
 class StatusLine:
     """Throttles one job's status events on their way to its reporter."""
 
     def __init__(
-        self, reporter: Reporter, interval: float, clock: Callable[[], float] = time.monotonic
+        self,
+        reporter: Reporter,
+        interval: float,
+        *,
+        optional_budget: int = OPTIONAL_BUDGET,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.reporter = reporter
         self.interval = interval
         self.clock = clock
+        self.optional_left = optional_budget
+        self.gap = interval
         self.last: StatusEvent | None = None
         self.last_at = float("-inf")
         self.sent = 0
 
     async def show(self, event: StatusEvent, *, force: bool = False) -> None:
         now = self.clock()
-        if event == self.last or (not force and now - self.last_at < self.interval):
+        if event == self.last:
             return
+        if not force:
+            if self.optional_left <= 0 or now - self.last_at < self.gap:
+                return
+            self.optional_left -= 1
+            self.gap = max(self.interval, self.gap * 2)
         self.last, self.last_at = event, now
         self.sent += 1
         try:

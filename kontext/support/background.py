@@ -54,7 +54,9 @@ class BackgroundTasks:
         error = task.exception()
         if error is not None:
             self._log.error(
-                "background task %s failed", task.get_name(), exc_info=(type(error), error, error.__traceback__)
+                "background task %s failed",
+                task.get_name(),
+                exc_info=(type(error), error, error.__traceback__),
             )
 
     async def drain(self) -> None:
@@ -87,6 +89,6 @@ async def every(
             await work()
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - periodic housekeeping must survive any single failure
+        except Exception:
             logger.exception("%s failed", what)
         await asyncio.sleep(interval() if callable(interval) else interval)

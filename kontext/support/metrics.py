@@ -26,7 +26,7 @@ class Metrics:
         for name in sorted(self.gauges):
             try:
                 value = float(self.gauges[name]())
-            except Exception:
+            except Exception:  # noqa: BLE001 - one broken gauge must not take /metrics down
                 continue
             lines += [f"# TYPE kontext_{name} gauge", f"kontext_{name} {value:g}"]
         return "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ Usage::
     ...  ApimartClient(session, fake.base_url, fake.api_key) ...
     await fake.close()
 
-What it does, following ``/work/shared/apimart-contract.md``:
+What it does, following the API as docs/ARCHITECTURE.md describes it:
 
 * ``POST /v1/images/generations`` checks ``Authorization: Bearer <key>`` (401 otherwise, echoing the
   wrong key in the message as some APIs do, to test redaction), validates the body like the docs

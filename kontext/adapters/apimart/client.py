@@ -63,7 +63,9 @@ class ApimartClient:
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
         )
-        self._http = Transport(session, base_url, api_key, timeout=timeout, policy=policy, sleep=sleep, rng=rng)
+        self._http = Transport(
+            session, base_url, api_key, timeout=timeout, policy=policy, sleep=sleep, rng=rng
+        )
         self._language = language
 
     def __repr__(self) -> str:

@@ -198,7 +198,9 @@ class Transport:
                 reply = await self.send("POST", path, **make())
             except Connect as exc:
                 if attempt >= self.policy.max_post_attempts:
-                    raise ApiUnavailable(f"{what}: cannot connect to APIMart ({self.clean(str(exc))})") from None
+                    raise ApiUnavailable(
+                        f"{what}: cannot connect to APIMart ({self.clean(str(exc))})"
+                    ) from None
                 delay = self.backoff(attempt)
                 log.warning(
                     "%s: cannot connect (%s), retry %d in %.1f s", what, self.clean(str(exc)), attempt, delay
@@ -210,7 +212,10 @@ class Transport:
             error = self.error(reply)
             assert isinstance(error, ApiRateLimited)
             wait = error.retry_after if error.retry_after is not None else self.backoff(attempt)
-            if attempt >= self.policy.max_post_attempts or rate_waited + wait > self.policy.max_rate_limit_wait:
+            if (
+                attempt >= self.policy.max_post_attempts
+                or rate_waited + wait > self.policy.max_rate_limit_wait
+            ):
                 raise error
             rate_waited += wait
             log.warning("%s: rate limited (429), retry %d in %.1f s", what, attempt, wait)

@@ -65,7 +65,9 @@ def point_discord_at(settings: Settings) -> None:
 class KontextTree(app_commands.CommandTree[Any]):
     """The command tree with the bot's error boundary."""
 
-    async def on_error(self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError) -> None:
+    async def on_error(
+        self, interaction: discord.Interaction[Any], error: app_commands.AppCommandError
+    ) -> None:
         if isinstance(error, app_commands.CheckFailure):
             return  # the check has already told the user
         await report_unexpected(interaction, error)

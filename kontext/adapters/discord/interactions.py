@@ -23,8 +23,8 @@ from kontext.services.intake import (
     AttachmentInfo,
     EditOptions,
     EditRequest,
-    InteractionHandle,
     Intake,
+    InteractionHandle,
     Refused,
     looks_like_image,
 )

@@ -125,5 +125,5 @@ class ModLog:
             reason = "missing permission" if isinstance(exc, discord.Forbidden) else "channel not found"
             self.problems[guild_id] = reason
             log.warning("moderation log of guild %s disabled until settings change: %s", guild_id, reason)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a log entry is best effort; it must never break a job
             log.warning("could not post a moderation log entry for guild %s: %r", guild_id, exc)

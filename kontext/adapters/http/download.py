@@ -193,6 +193,47 @@ def _type_accepted(media_type: str | None, accept_types: tuple[str, ...] | None)
     return False
 
 
+def _redirect_target(response: aiohttp.ClientResponse, current: URL, hop: int, max_redirects: int) -> URL:
+    """Where a redirect points (re-checked by the caller), or why it cannot be followed."""
+    status = response.status
+    location = response.headers.get("Location")
+    if not location:
+        raise DownloadFailed(f"{status} redirect without Location", status=status)
+    if hop == max_redirects:
+        raise DownloadFailed(
+            f"more than {max_redirects} redirects (last to {_safe_url(current)})", status=status
+        )
+    try:
+        return current.join(URL(location))
+    except ValueError as exc:
+        raise DownloadFailed(f"bad redirect Location: {exc}", status=status) from exc
+
+
+async def _read_capped(
+    response: aiohttp.ClientResponse, url: URL, *, max_bytes: int, accept_types: tuple[str, ...] | None
+) -> Downloaded:
+    """The body of a final (non-redirect) response: status, type and size checked, never over the cap."""
+    status = response.status
+    if not 200 <= status < 300:
+        raise DownloadFailed(f"HTTP {status} from {_safe_url(url)}", status=status)
+    media_type = _media_type(response)
+    if not _type_accepted(media_type, accept_types):
+        raise DownloadFailed(f"unexpected content type {media_type!r} from {_safe_url(url)}", status=status)
+    declared = response.content_length
+    if declared is not None and declared > max_bytes:
+        raise DownloadTooLarge(
+            f"Content-Length {declared} > {max_bytes} from {_safe_url(url)}", size=declared, limit=max_bytes
+        )
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+        if len(body) + len(chunk) > max_bytes:
+            raise DownloadTooLarge(
+                f"body exceeds {max_bytes} bytes from {_safe_url(url)}", size=None, limit=max_bytes
+            )
+        body += chunk
+    return Downloaded(data=bytes(body), content_type=media_type, final_url=str(url))
+
+
 async def download_capped(
     session: aiohttp.ClientSession,
     url: str,
@@ -221,45 +262,11 @@ async def download_capped(
                     session, current, allow_private=allow_private, connect_timeout=max(1.0, timeout / 3)
                 )
                 async with response:
-                    status = response.status
-                    if status in REDIRECT_STATUSES:
-                        location = response.headers.get("Location")
-                        if not location:
-                            raise DownloadFailed(f"{status} redirect without Location", status=status)
-                        if hop == max_redirects:
-                            raise DownloadFailed(
-                                f"more than {max_redirects} redirects (last to {_safe_url(current)})",
-                                status=status,
-                            )
-                        try:
-                            current = current.join(URL(location))
-                        except ValueError as exc:
-                            raise DownloadFailed(f"bad redirect Location: {exc}", status=status) from exc
-                        continue
-                    if not 200 <= status < 300:
-                        raise DownloadFailed(f"HTTP {status} from {_safe_url(current)}", status=status)
-                    media_type = _media_type(response)
-                    if not _type_accepted(media_type, accept_types):
-                        raise DownloadFailed(
-                            f"unexpected content type {media_type!r} from {_safe_url(current)}", status=status
+                    if response.status not in REDIRECT_STATUSES:
+                        return await _read_capped(
+                            response, current, max_bytes=max_bytes, accept_types=accept_types
                         )
-                    declared = response.content_length
-                    if declared is not None and declared > max_bytes:
-                        raise DownloadTooLarge(
-                            f"Content-Length {declared} > {max_bytes} from {_safe_url(current)}",
-                            size=declared,
-                            limit=max_bytes,
-                        )
-                    body = bytearray()
-                    async for chunk in response.content.iter_chunked(CHUNK_SIZE):
-                        if len(body) + len(chunk) > max_bytes:
-                            raise DownloadTooLarge(
-                                f"body exceeds {max_bytes} bytes from {_safe_url(current)}",
-                                size=None,
-                                limit=max_bytes,
-                            )
-                        body += chunk
-                    return Downloaded(data=bytes(body), content_type=media_type, final_url=str(current))
+                    current = _redirect_target(response, current, hop, max_redirects)
     except TimeoutError as exc:
         raise DownloadFailed(f"timed out after {timeout:g} s fetching {_safe_url(current)}") from exc
     except aiohttp.ClientError as exc:

@@ -28,9 +28,9 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, UnidentifiedImageError
 
-from kontext.domain.images import MAX_LETTERBOX_ASPECT, FittedResult, ImageLimits, NormalisedImage
+from kontext.adapters.images.formats import sniff_format
 from kontext.domain.errors import (
     BrokenImage,
     ImageBadShape,
@@ -41,6 +41,7 @@ from kontext.domain.errors import (
     ResultError,
     ResultTooLarge,
 )
+from kontext.domain.images import MAX_LETTERBOX_ASPECT, FittedResult, ImageLimits, NormalisedImage
 
 try:
     from PIL import ImageCms
@@ -90,105 +91,7 @@ _TRANSPOSE: Final = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-_AVIF_BRANDS: Final = frozenset({b"avif", b"avis"})
-_HEIF_BRANDS: Final = frozenset(
-    {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
-)
-_BMP_HEADER_SIZES: Final = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 _BOMB_PIXELS_RE: Final = re.compile(r"\((\d+) pixels\)")
-
-
-# --- format sniffing ----------------------------------------------------------------------------
-
-
-def _heif_available() -> bool:
-    """Register pillow-heif's HEIF opener if it is installed (optional dependency)."""
-    global _HEIF_STATE
-    if _HEIF_STATE is None:
-        try:
-            import pillow_heif  # type: ignore[import-not-found, unused-ignore]
-
-            pillow_heif.register_heif_opener()
-            _HEIF_STATE = True
-        except Exception:  # ImportError, or a pillow-heif built for another Pillow
-            _HEIF_STATE = False
-    return _HEIF_STATE
-
-
-_HEIF_STATE: bool | None = None
-
-
-def _avif_available() -> bool:
-    Image.init()
-    return "AVIF" in Image.OPEN
-
-
-def sniff_format(data: bytes) -> tuple[str | None, str]:
-    """Identify ``data`` from its magic bytes.
-
-    Returns ``(pillow_format, kind)``: ``pillow_format`` is the Pillow format name to open it with
-    (None when it is not an image we can open); ``kind`` is a short, safe word for the user sentence:
-    ``png jpeg webp gif bmp tiff avif heic`` for images, otherwise one of ``empty pdf svg html text
-    archive video audio psd jxl ico unknown``.
-    """
-    head = data[:64]
-    if not head:
-        return None, "empty"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG", "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG", "jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP", "webp"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF", "gif"
-    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
-        return "BMP", "bmp"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "TIFF", "tiff"
-    if head[4:8] == b"ftyp":
-        box_size = int.from_bytes(head[:4], "big")
-        box = data[8 : min(max(box_size, 16), 256)]
-        brands = {box[0:4]} | {box[i : i + 4] for i in range(8, len(box) - 3, 4)}
-        if brands & _AVIF_BRANDS:
-            return ("AVIF" if _avif_available() else None), "avif"
-        if brands & _HEIF_BRANDS:
-            return ("HEIF" if _heif_available() else None), "heic"
-        return None, "video"
-    return None, _not_image_kind(head)
-
-
-def _not_image_kind(head: bytes) -> str:
-    if head.startswith(b"%PDF"):
-        return "pdf"
-    if head.startswith((b"8BPS",)):
-        return "psd"
-    if head.startswith((b"\xff\x0a", b"\x00\x00\x00\x0cJXL ")):
-        return "jxl"
-    if head.startswith((b"\x00\x00\x01\x00", b"\x00\x00\x02\x00")):
-        return "ico"
-    if head.startswith((b"PK\x03\x04", b"\x1f\x8b", b"7z\xbc\xaf", b"Rar!", b"BZh")):
-        return "archive"
-    if head.startswith(b"\x1a\x45\xdf\xa3") or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
-        return "video"
-    if head.startswith((b"ID3", b"OggS", b"fLaC")) or (head[:4] == b"RIFF" and head[8:12] == b"WAVE"):
-        return "audio"
-    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
-    if text.startswith(b"<svg") or (text.startswith(b"<?xml") and b"<svg" in head.lower()):
-        return "svg"
-    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
-        return "html"
-    for cut in range(4):  # a multi-byte character may be cut at the end of the sample
-        try:
-            decoded = head[: len(head) - cut].decode("utf-8")
-            break
-        except UnicodeDecodeError:
-            continue
-    else:
-        return "unknown"
-    if decoded and all(ch.isprintable() or ch in "\t\r\n" for ch in decoded):
-        return "text"
-    return "unknown"
 
 
 # --- safe opening -------------------------------------------------------------------------------
@@ -217,7 +120,7 @@ def _open_capped(data: bytes, fmt: str, max_pixels: int) -> ImageFile.ImageFile:
         raise ImageBomb(
             f"{fmt}: Pillow refused it: {exc}", megapixels=_mp(pixels), limit_mp=_mp(cap)
         ) from exc
-    except (Image.UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise BrokenImage(f"{fmt} header could not be parsed: {exc}") from exc
     width, height = im.size
     if width <= 0 or height <= 0:
@@ -245,7 +148,7 @@ def _load(im: ImageFile.ImageFile, fmt: str) -> None:
 def _orientation(im: Image.Image) -> int:
     try:
         value = im.getexif().get(_ORIENTATION_TAG, 1)
-    except Exception:  # malformed EXIF must not fail the image; it is dropped anyway
+    except Exception:  # noqa: BLE001 - malformed EXIF must not fail the image; it is dropped anyway
         return 1
     return value if isinstance(value, int) and value in _TRANSPOSE else 1
 
@@ -485,16 +388,7 @@ def fit_result(data: bytes, max_bytes: int, *, max_pixels: int) -> FittedResult:
     Raises ResultError (not a PNG/JPEG/WebP, broken, too many pixels; ``reason`` is a short English
     phrase for the user sentence) or ResultTooLarge.
     """
-    fmt, kind = sniff_format(data)
-    if fmt not in _CONTENT_TYPES:
-        reason = f"unsupported format {kind}" if fmt else f"not an image: {kind}"
-        raise ResultError(f"result is not a PNG/JPEG/WebP image ({kind}, {len(data)} bytes)", reason=reason)
-    try:
-        im = _open_capped(data, fmt, max_pixels)
-        _load(im, fmt)
-    except ImageError as exc:
-        reason = "too many pixels" if isinstance(exc, ImageBomb) else "broken image"
-        raise ResultError(f"result image unusable: {exc.detail}", reason=reason) from exc
+    fmt, im = _open_result(data, max_pixels)
     with im:
         width, height = im.size
         if len(data) <= max_bytes:
@@ -505,39 +399,57 @@ def fit_result(data: bytes, max_bytes: int, *, max_pixels: int) -> FittedResult:
             work = _fresh_copy(work, work.size)
         except (OSError, ValueError, ImageError) as exc:
             raise ResultError(f"result could not be converted: {exc}", reason="unreadable image") from exc
+    fitted = _reencode_to_fit(work, max_bytes, len(data))
+    if fitted is None:
+        raise ResultTooLarge(f"result {width}x{height} ({len(data)} B) cannot fit in {max_bytes} B")
+    log.debug(
+        "result %dx%d refitted to %dx%d %s", width, height, fitted.width, fitted.height, fitted.extension
+    )
+    return fitted
 
-    last = len(data)
-    if work.mode != "RGBA":
-        for quality in _FIT_QUALITIES:
-            encoded, content_type, extension = _encode(work, quality=quality)
-            if len(encoded) <= max_bytes:
-                return FittedResult(encoded, content_type, extension, work.width, work.height, reencoded=True)
-            last = len(encoded)
-    else:
-        encoded = _encode_png_small(work)
-        if len(encoded) <= max_bytes:
-            return FittedResult(encoded, "image/png", "png", work.width, work.height, reencoded=True)
-        last = len(encoded)
 
+def _open_result(data: bytes, max_pixels: int) -> tuple[str, ImageFile.ImageFile]:
+    """The result's format and decoded first frame; :class:`ResultError` when it is not a usable image."""
+    fmt, kind = sniff_format(data)
+    if fmt is None or fmt not in _CONTENT_TYPES:
+        reason = f"unsupported format {kind}" if fmt else f"not an image: {kind}"
+        raise ResultError(f"result is not a PNG/JPEG/WebP image ({kind}, {len(data)} bytes)", reason=reason)
+    try:
+        im = _open_capped(data, fmt, max_pixels)
+        _load(im, fmt)
+    except ImageError as exc:
+        reason = "too many pixels" if isinstance(exc, ImageBomb) else "broken image"
+        raise ResultError(f"result image unusable: {exc.detail}", reason=reason) from exc
+    return fmt, im
+
+
+def _encode_fit(im: Image.Image, quality: int) -> FittedResult:
+    if im.mode == "RGBA":
+        return FittedResult(_encode_png_small(im), "image/png", "png", im.width, im.height, reencoded=True)
+    encoded, content_type, extension = _encode(im, quality=quality)
+    return FittedResult(encoded, content_type, extension, im.width, im.height, reencoded=True)
+
+
+def _reencode_to_fit(work: Image.Image, max_bytes: int, last: int) -> FittedResult | None:
+    """Lower JPEG quality at full size first, then smaller sizes; None when nothing fits."""
+    for quality in _FIT_QUALITIES if work.mode != "RGBA" else _FIT_QUALITIES[:1]:
+        fitted = _encode_fit(work, quality)
+        if len(fitted.data) <= max_bytes:
+            return fitted
+        last = len(fitted.data)
     current = work
     for _ in range(_FIT_MAX_STEPS):
         # Bytes grow roughly with the pixel count: aim a little under the limit, 20-75 % area per step.
         area = max(0.2, min(0.75, 0.9 * max_bytes / last))
         size = (int(current.width * math.sqrt(area)), int(current.height * math.sqrt(area)))
         if min(size) < _FIT_MIN_SIDE:
-            break
+            return None
         current = _resize(work, size)
-        if current.mode == "RGBA":
-            encoded, content_type, extension = _encode_png_small(current), "image/png", "png"
-        else:
-            encoded, content_type, extension = _encode(current, quality=_FIT_STEP_QUALITY)
-        if len(encoded) <= max_bytes:
-            log.debug("result %dx%d refitted to %s %s, %d B", width, height, size, extension, len(encoded))
-            return FittedResult(
-                encoded, content_type, extension, current.width, current.height, reencoded=True
-            )
-        last = len(encoded)
-    raise ResultTooLarge(f"result {width}x{height} ({len(data)} B) cannot fit in {max_bytes} B")
+        fitted = _encode_fit(current, _FIT_STEP_QUALITY)
+        if len(fitted.data) <= max_bytes:
+            return fitted
+        last = len(fitted.data)
+    return None
 
 
 def _encode_png_small(im: Image.Image) -> bytes:

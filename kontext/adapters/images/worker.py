@@ -1,4 +1,4 @@
-"""Runs :mod:`kontext.adapters.images.processing` in a small dedicated thread pool so the event loop never decodes pixels.
+"""Runs :mod:`.processing` in a small dedicated thread pool so the event loop never decodes pixels.
 
 Inline, normalising a 12 MP photo stalls the loop for most of a second; here the loop
 only awaits a future. The semaphore admits at most ``max_threads`` jobs into the pool at a time:

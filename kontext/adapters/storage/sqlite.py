@@ -90,7 +90,9 @@ _BOOL_COLUMNS = {"prompt_upsampling"}
 
 
 class SqliteStore:
-    """The :class:`~kontext.services.ports.Store` port on one SQLite file (WAL mode), all calls serialised on one thread."""
+    """The :class:`~kontext.services.ports.Store` port on one SQLite file (WAL mode).
+
+    Every call runs on one dedicated thread, so the connection is only used where it was made."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)

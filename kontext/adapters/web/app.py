@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 
-from kontext.adapters.hosting.local import CONTENT_TYPES, LocalHost
 from kontext.support.metrics import Metrics
 
 log = logging.getLogger("kontext.adapters.web.app")
@@ -21,10 +21,16 @@ _SECURITY_HEADERS = {
 }
 
 
+#: Finds the file for ``/files/{expiry}/{signature}/{filename}``: None when malformed, forged or expired.
+FileResolver = Callable[[str, str, str], Path | None]
+_FILE_TYPES = {".png": "image/png", ".jpg": "image/jpeg"}
+
+
 def build_app(
-    metrics: Metrics, health: Callable[[], dict[str, object]], local_host: LocalHost | None
+    metrics: Metrics, health: Callable[[], dict[str, object]], files: FileResolver | None
 ) -> web.Application:
-    """The web application; ``health()`` returns a dict with at least ``ok: bool``."""
+    """The web application; ``health()`` returns a dict with at least ``ok: bool``; ``files`` serves
+    the locally hosted inputs (``IMAGE_HOST=local``)."""
     started = time.time()
 
     async def healthz(request: web.Request) -> web.Response:
@@ -35,21 +41,20 @@ def build_app(
         return web.Response(text=metrics.render(), content_type="text/plain", headers=_SECURITY_HEADERS)
 
     async def hosted_file(request: web.Request) -> web.StreamResponse:
-        assert local_host is not None
+        assert files is not None
         info = request.match_info
-        path = local_host.resolve(info["expiry"], info["signature"], info["filename"])
-        if path is None:
+        path = files(info["expiry"], info["signature"], info["filename"])
+        if path is None or path.suffix not in _FILE_TYPES:
             metrics.inc("hosted_file_denied_total")
             raise web.HTTPNotFound(text="not found", headers=_SECURITY_HEADERS)
         metrics.inc("hosted_file_served_total")
-        ext = path.suffix.lstrip(".")
-        headers = {**_SECURITY_HEADERS, "Content-Type": CONTENT_TYPES[ext]}
+        headers = {**_SECURITY_HEADERS, "Content-Type": _FILE_TYPES[path.suffix]}
         return web.FileResponse(path, headers=headers)
 
     app = web.Application(client_max_size=1024)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_view)
-    if local_host is not None:
+    if files is not None:
         app.router.add_get("/files/{expiry}/{signature}/{filename}", hosted_file)
     return app
 
