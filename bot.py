@@ -1,7 +1,8 @@
 """Kontext entry point: load `.env`, validate settings, build the bot, run it until SIGTERM/SIGINT.
 
 python bot.py           run the bot
-python bot.py --check   validate the configuration and exit (0 ok, 2 bad) without connecting
+python bot.py --check   validate the configuration (and that PostgreSQL and the S3 bucket answer, when
+                        configured) and exit (0 ok, 2 bad) without connecting to Discord or APIMart
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import aiohttp
 import discord
 from dotenv import load_dotenv
 
-from kontext.app import create_bot
+from kontext.app import StartupProblem, create_bot, preflight
 from kontext.config import ConfigError, Settings, load_settings
 from kontext.support.background import BackgroundTasks
 from kontext.support.logs import setup_logging
@@ -53,6 +54,9 @@ async def run_bot(settings: Settings) -> int:
             "Discord refused the gateway intents; this bot needs no privileged intents — check the portal"
         )
         return 2
+    except StartupProblem as exc:
+        log.error("could not start: %s", exc)
+        return 1
     except (aiohttp.ClientError, OSError, sqlite3.Error) as exc:
         log.error(
             "could not start: %s (Discord API %s, data dir %s)",
@@ -78,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kontext: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.check:
+        try:
+            asyncio.run(preflight(settings))
+        except StartupProblem as exc:
+            print(f"kontext: configuration error: {exc}", file=sys.stderr)
+            return 2
         print(
             f"kontext: configuration OK (image host {settings.image_host}, data dir {settings.data_dir}, "
             f"APIMart {settings.apimart_base_url})"
