@@ -40,7 +40,7 @@ from kontext.domain.policy import BotDefaults
 from kontext.domain.poll_schedule import PollSchedule
 from kontext.services.intake import Intake
 from kontext.services.moderation import Moderation
-from kontext.services.ports import Store
+from kontext.services.ports import SessionStartGate, Store
 from kontext.services.runner import JobRunner, RunnerPorts
 from kontext.support.background import BackgroundTasks, every
 from kontext.support.metrics import Metrics
@@ -99,6 +99,7 @@ class App:
     session: aiohttp.ClientSession
     storage: Storage
     store: Store
+    session_gate: SessionStartGate
     provider: ApimartClient
     images: ImageWorker
     runner: JobRunner
@@ -133,6 +134,7 @@ class App:
         self._started.add("session")
         self.storage = await _opened_storage(s, self.process_id)
         self.store = self.storage.store
+        self.session_gate = self.storage.session_gate
         self._started.add("store")
         self.provider = ApimartClient(
             self.session, s.apimart_base_url, s.apimart_api_key, timeout=s.http_timeout_s
