@@ -19,6 +19,8 @@ import aiohttp
 import discord
 from dotenv import load_dotenv
 
+from kontext.adapters.storage import DatabaseProblem, DataDirInUse, SchemaTooNew
+from kontext.adapters.storage.copy import copy_sqlite_to_postgres
 from kontext.app import StartupProblem, create_bot, preflight
 from kontext.config import ConfigError, Settings, load_settings
 from kontext.support.background import BackgroundTasks
@@ -70,10 +72,33 @@ async def run_bot(settings: Settings) -> int:
     return 0
 
 
+def copy_to_postgres(settings: Settings) -> int:
+    """Move from SQLite to PostgreSQL (stop the bot first); 0 when copied, 2 when a setting is wrong."""
+    if settings.database_url is None:
+        print("kontext: configuration error: DATABASE_URL: required to copy to PostgreSQL", file=sys.stderr)
+        return 2
+    if not settings.database_path.exists():
+        print(f"kontext: nothing to copy: {settings.database_path} does not exist", file=sys.stderr)
+        return 2
+    try:
+        copied = asyncio.run(copy_sqlite_to_postgres(settings.database_path, settings.database_url))
+    except (DatabaseProblem, DataDirInUse, SchemaTooNew) as exc:
+        variable = "DATA_DIR" if isinstance(exc, DataDirInUse) else "DATABASE_URL"
+        print(f"kontext: configuration error: {variable}: {exc}", file=sys.stderr)
+        return 2
+    print(f"kontext: copied {copied} from {settings.database_path} to PostgreSQL")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Kontext: AI image editing for Discord")
     parser.add_argument("--check", action="store_true", help="validate the configuration and exit")
     parser.add_argument("--env-file", default=".env", help="dotenv file to load (default .env)")
+    parser.add_argument(
+        "--copy-to-postgres",
+        action="store_true",
+        help="copy jobs, settings and usage from DATA_DIR's SQLite file to DATABASE_URL, then exit",
+    )
     args = parser.parse_args(argv)
     load_dotenv(args.env_file, override=False)
     try:
@@ -81,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"kontext: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.copy_to_postgres:
+        return copy_to_postgres(settings)
     if args.check:
         try:
             asyncio.run(preflight(settings))
