@@ -36,7 +36,7 @@ class Copied:
 def _read(path: Path, table: str) -> tuple[list[str], list[tuple[object, ...]]]:
     conn = sqlite3.connect(path)
     try:
-        cursor = conn.execute(f"SELECT * FROM {table}")  # noqa: S608 - table names are our constants
+        cursor = conn.execute(f"SELECT * FROM {table}")  # table names are our own constants
         columns = [d[0] for d in cursor.description]
         return columns, [tuple(row) for row in cursor.fetchall()]
     finally:
@@ -64,9 +64,9 @@ async def copy_sqlite_to_postgres(sqlite_path: Path, dsn: str) -> Copied:
                 f"ON CONFLICT ({', '.join(keys)}) DO NOTHING"
             )
             async with conn.transaction():
-                before = await conn.fetchval(f"SELECT count(*) FROM {table}")  # noqa: S608
+                before = await conn.fetchval(f"SELECT count(*) FROM {table}")
                 await conn.executemany(statement, rows)
-                after = await conn.fetchval(f"SELECT count(*) FROM {table}")  # noqa: S608
+                after = await conn.fetchval(f"SELECT count(*) FROM {table}")
             counts.append(int(after) - int(before))
     finally:
         await conn.close()
