@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 async def until(condition: Callable[[], object], *, turns: int = 10_000) -> None:
@@ -29,3 +29,13 @@ async def eventually(condition: Callable[[], object], timeout: float = 10.0) -> 
         if loop.time() > deadline:
             raise AssertionError(f"condition still false after {timeout} s")
         await asyncio.sleep(0.01)
+
+
+async def eventually_async(condition: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """:func:`eventually` for a condition that must itself be awaited (an HTTP probe, a query)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition still false after {timeout} s")
+        await asyncio.sleep(0.05)
