@@ -68,6 +68,10 @@ class GuildSettings:
     guild_daily_quota: int = 0
     log_channel_id: int | None = None
 
+    def limits_usage(self) -> bool:
+        """Whether admitting a request depends on today's usage (a quota or a cooldown is set)."""
+        return bool(self.cooldown_s or self.user_daily_quota or self.guild_daily_quota)
+
     def safety_for(self, channel_is_nsfw: bool) -> int:
         """The server's tolerance for this kind of channel."""
         return self.nsfw_safety if channel_is_nsfw else self.safety

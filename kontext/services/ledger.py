@@ -50,7 +50,7 @@ class MemoryLedger:
         return usage
 
     async def admit(
-        self, guild: int, user_id: int, day: str, now: float, decide: Decide
+        self, guild: int, user_id: int, day: str, now: float, decide: Decide, *, limited: bool = True
     ) -> tuple[Allowed | Denied, UsageCharge | None]:
         usage = await self._day(guild, day)
         # from here to the count nothing awaits: no other request can slip in between

@@ -98,7 +98,9 @@ class Moderation:
             )
             return decide(settings, current, self.defaults)
 
-        decision, charge = await self.ledger.admit(guild, facts.user_id, utc_day(now), now, judge)
+        decision, charge = await self.ledger.admit(
+            guild, facts.user_id, utc_day(now), now, judge, limited=settings.limits_usage()
+        )
         if isinstance(decision, Denied):
             return decision
         assert charge is not None

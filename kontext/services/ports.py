@@ -226,9 +226,12 @@ class UsageLedger(Protocol):
     """Admit-and-count as one atomic step (in memory for one process, in the database for several)."""
 
     async def admit(
-        self, guild: int, user_id: int, day: str, now: float, decide: Decide
+        self, guild: int, user_id: int, day: str, now: float, decide: Decide, *, limited: bool = True
     ) -> tuple[Allowed | Denied, UsageCharge | None]:
-        """Run ``decide`` on the current usage and count the request if allowed, atomically."""
+        """Run ``decide`` on the current usage and count the request if allowed, atomically.
+
+        ``limited=False`` says the decision does not depend on usage (no quota, no cooldown), which
+        lets a shared ledger skip the serialisation."""
         ...
 
     async def refund(self, charge: UsageCharge) -> None:

@@ -285,9 +285,19 @@ class PostgresStore:
     # --- the usage ledger (several processes) ----------------------------------------------------
 
     async def admit(
-        self, guild: int, user_id: int, day: str, now: float, decide: Decide
+        self, guild: int, user_id: int, day: str, now: float, decide: Decide, *, limited: bool = True
     ) -> tuple[Allowed | Denied, UsageCharge | None]:
-        """Decide and count in one transaction, serialised per server by an advisory lock."""
+        """Decide and count in one transaction, serialised per server by an advisory lock.
+
+        A server without quotas or cooldown (``limited=False``) needs no usage to decide: its request
+        is counted in one statement, with no lock and no transaction.
+        """
+        if not limited:
+            decision = decide(UsageSnapshot(0, 0, None))
+            if isinstance(decision, Denied):
+                return decision, None
+            await self._execute("count usage", sql.ADD_USAGE, day, guild, user_id, 1, now)
+            return decision, UsageCharge(guild, day, user_id, None)
 
         async def run(conn: Conn) -> tuple[Allowed | Denied, UsageCharge | None]:
             async with conn.transaction():
