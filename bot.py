@@ -21,7 +21,7 @@ from dotenv import load_dotenv
 
 from kontext.adapters.storage import DatabaseProblem, DataDirInUse, SchemaTooNew
 from kontext.adapters.storage.copy import copy_sqlite_to_postgres
-from kontext.app import StartupProblem, create_bot, preflight
+from kontext.app import create_bot, preflight
 from kontext.config import ConfigError, Settings, load_settings
 from kontext.support.background import BackgroundTasks
 from kontext.support.logs import setup_logging
@@ -56,7 +56,7 @@ async def run_bot(settings: Settings) -> int:
             "Discord refused the gateway intents; this bot needs no privileged intents — check the portal"
         )
         return 2
-    except StartupProblem as exc:
+    except ConfigError as exc:  # a setting that only fails once tried (database, bucket, gateway)
         log.error("could not start: %s", exc)
         return 1
     except (aiohttp.ClientError, OSError, sqlite3.Error) as exc:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         try:
             asyncio.run(preflight(settings))
-        except StartupProblem as exc:
+        except ConfigError as exc:
             print(f"kontext: configuration error: {exc}", file=sys.stderr)
             return 2
         print(

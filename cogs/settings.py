@@ -90,8 +90,10 @@ class SettingsCog(
         now = self.moderation.clock()
         total, top = await self.moderation.usage_today(interaction.guild_id)
         embed = discord.Embed(title=title, colour=discord.Colour.blurple())
-        embed.add_field(name=t("show_safety", locale), value=str(s.safety))
-        embed.add_field(name=t("show_nsfw_safety", locale), value=str(s.nsfw_safety))
+        bot_default = self.bot.settings.default_safety
+        for key, chosen in (("show_safety", s.safety), ("show_nsfw_safety", s.nsfw_safety)):
+            shown = str(chosen) if chosen is not None else f"{bot_default} ({t('show_default', locale)})"
+            embed.add_field(name=t(key, locale), value=shown)
         embed.add_field(
             name=t("show_models", locale),
             value=f"{', '.join(s.allowed_models)}\n{t('show_default', locale)}: "

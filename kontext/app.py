@@ -34,7 +34,7 @@ from kontext.adapters.storage import (
     open_storage,
 )
 from kontext.adapters.web.app import build_app, start_web
-from kontext.config import Settings
+from kontext.config import ConfigError, Settings
 from kontext.domain.jobs import JobRecord
 from kontext.domain.policy import BotDefaults
 from kontext.domain.poll_schedule import PollSchedule
@@ -51,24 +51,15 @@ USER_AGENT = "KontextBot/0.1 (+https://github.com/)"
 DAY_S = 86_400
 
 
-class StartupProblem(Exception):
-    """A setting keeps the bot from starting; ``str()`` is one line: ``VARIABLE: problem``."""
-
-    def __init__(self, variable: str, problem: str) -> None:
-        super().__init__(f"{variable}: {problem}")
-        self.variable = variable
-        self.problem = problem
-
-
 async def _opened_storage(settings: Settings, owner: str) -> Storage:
     try:
         return await open_storage(settings, owner=owner)
     except DatabaseProblem as exc:
-        raise StartupProblem("DATABASE_URL", str(exc)) from None
+        raise ConfigError("DATABASE_URL", str(exc)) from None
     except DataDirInUse as exc:
-        raise StartupProblem("DATA_DIR", str(exc)) from None
+        raise ConfigError("DATA_DIR", str(exc)) from None
     except SchemaTooNew as exc:
-        raise StartupProblem("DATABASE_URL" if settings.database_url else "DATA_DIR", str(exc)) from None
+        raise ConfigError("DATABASE_URL" if settings.database_url else "DATA_DIR", str(exc)) from None
 
 
 async def _opened_s3(host: S3Host) -> S3Host:
@@ -77,17 +68,19 @@ async def _opened_s3(host: S3Host) -> S3Host:
         await host.check()
     except S3Problem as exc:
         await host.close()
-        raise StartupProblem(exc.variable, exc.problem) from None
+        raise ConfigError(exc.variable, exc.problem) from None
     return host
 
 
 async def preflight(settings: Settings) -> None:
-    """What ``bot.py --check`` verifies beyond the settings: the database and the bucket answer."""
+    """What ``bot.py --check`` verifies beyond the settings: the database and the bucket answer.
+
+    Raises :class:`ConfigError` naming the setting to fix (as the settings loader does)."""
     if settings.database_url is not None:
         try:
             await check_database(settings.database_url)
         except DatabaseProblem as exc:
-            raise StartupProblem("DATABASE_URL", str(exc)) from None
+            raise ConfigError("DATABASE_URL", str(exc)) from None
     if settings.image_host == "s3":
         await (await _opened_s3(S3Host(settings))).close()
 

@@ -72,7 +72,7 @@ async def test_non_admin_cannot_change_settings(world: World) -> None:
     inter = await kontext(world, "safety", {"value": 6}, user_id=world.user.id)
     assert inter.callbacks[0].data["flags"] & 64
     assert "Manage Server" in reply_text(inter)
-    assert (await bot.backend.moderation.settings(world.guild.id)).safety == 2
+    assert (await bot.backend.moderation.settings(world.guild.id)).safety is None
 
 
 async def test_safety_settings_reach_the_api_and_users_can_only_go_stricter(world: World) -> None:
@@ -208,7 +208,7 @@ async def test_settings_survive_a_restart_and_show_usage(world: World) -> None:
 
     reset = await kontext(world, "reset", user_id=mod)
     assert "defaults" in reply_text(reset)
-    assert (await bot.backend.moderation.settings(world.guild.id)).safety == 2
+    assert (await bot.backend.moderation.settings(world.guild.id)).safety is None
     await asyncio.sleep(0)
 
 
@@ -248,3 +248,17 @@ async def test_direct_messages_follow_allow_dms(world: World, allow: bool) -> No
     else:
         await world.result_of(inter)
         assert world.apimart.submissions[-1].json["safety_tolerance"] == 3
+
+
+async def test_the_operator_s_default_safety_applies_to_every_server_until_an_admin_chooses(
+    world: World,
+) -> None:
+    """DEFAULT_SAFETY_TOLERANCE is the default of every server's setting, not only of DMs."""
+    await world.start_bot(DEFAULT_SAFETY_TOLERANCE="4")
+    mod = await admin(world)
+    await world.result_of(await world.edit())
+    assert world.apimart.submissions[-1].json["safety_tolerance"] == 4
+    assert "4 (default)" in reply_text(await kontext(world, "show", user_id=mod))
+    await kontext(world, "safety", {"value": 1}, user_id=mod)
+    await world.result_of(await world.edit())
+    assert world.apimart.submissions[-1].json["safety_tolerance"] == 1

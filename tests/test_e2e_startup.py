@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import aiohttp
 
 from tests.harness import World
+from tests.processes import BotProcess
 
 
 async def test_dev_guild_gets_commands_instantly_and_nothing_global(world: World) -> None:
@@ -31,3 +35,18 @@ async def test_healthz_and_metrics_of_a_running_bot(world: World) -> None:
     assert "kontext_jobs_submitted_total 1" in metrics
     assert "kontext_jobs_running 0" in metrics
     await world.stop_bot()
+
+
+async def test_a_gateway_that_refuses_the_handshake_is_one_line_and_exit_1(
+    world: World, tmp_path: Path
+) -> None:
+    """A wrong DISCORD_GATEWAY_URL (HTTP 404 on the websocket upgrade) must not loop on tracebacks."""
+    world.discord.refuse_gateway(404)
+    process = await BotProcess("bot", {**world.env, "LOG_LEVEL": "INFO"}, tmp_path).start()
+    assert process.process is not None
+    code = await asyncio.wait_for(process.process.wait(), 60)
+    log = process.log()
+    assert code == 1, log
+    assert "Traceback" not in log, log
+    [line] = [line for line in log.splitlines() if "DISCORD_GATEWAY_URL" in line]
+    assert "could not start" in line and "HTTP 404" in line

@@ -41,7 +41,7 @@ def assert_valid(s: GuildSettings) -> None:
 
 def test_defaults() -> None:
     s = GuildSettings()
-    assert (s.safety, s.nsfw_safety) == (2, 2)
+    assert (s.safety, s.nsfw_safety) == (None, None), "the bot-wide default until an admin chooses"
     assert s.allowed_models == list(MODELS) and s.default_model is None
     assert s.channels == s.roles == s.blocklist == []
     assert (s.cooldown_s, s.user_daily_quota, s.guild_daily_quota, s.log_channel_id) == (0, 0, 0, None)
@@ -153,7 +153,7 @@ def test_with_changes_copies() -> None:
     t = s.with_changes(safety=3)
     t.blocklist.append("b")
     t.allowed_models.clear()
-    assert s.blocklist == ["a"] and s.allowed_models == list(MODELS) and s.safety == 2
+    assert s.blocklist == ["a"] and s.allowed_models == list(MODELS) and s.safety is None
 
 
 # --- storage ---------------------------------------------------------------------------------------
@@ -185,9 +185,9 @@ FROM_DICT_CASES: list[tuple[str, Any, dict[str, Any]]] = [
     ("safety-clamped-low", {"safety": -3}, {"safety": 0}),
     ("safety-from-string", {"safety": " 4 "}, {"safety": 4}),
     ("safety-from-float", {"safety": 3.7}, {"safety": 3}),
-    ("safety-bool-ignored", {"safety": True}, {"safety": 2}),
-    ("safety-garbage", {"safety": {"x": 1}}, {"safety": 2}),
-    ("safety-nan", {"safety": float("nan")}, {"safety": 2}),
+    ("safety-bool-ignored", {"safety": True}, {"safety": None}),
+    ("safety-garbage", {"safety": {"x": 1}}, {"safety": None}),
+    ("safety-nan", {"safety": float("nan")}, {"safety": None}),
     ("cooldown-clamped", {"cooldown_s": 10**9}, {"cooldown_s": MAX_COOLDOWN_S}),
     (
         "quota-negative-clamped",
@@ -217,7 +217,7 @@ FROM_DICT_CASES: list[tuple[str, Any, dict[str, Any]]] = [
     ),
     ("log-channel-string", {"log_channel_id": "42"}, {"log_channel_id": 42}),
     ("log-channel-garbage", {"log_channel_id": "abc"}, {"log_channel_id": None}),
-    ("huge-digit-string", {"safety": "9" * 5000}, {"safety": 2}),
+    ("huge-digit-string", {"safety": "9" * 5000}, {"safety": None}),
 ]
 
 

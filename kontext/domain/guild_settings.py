@@ -47,10 +47,11 @@ def _all_models() -> list[str]:
 class GuildSettings:
     """One server's settings. Defaults are what a new server gets."""
 
-    #: Safety tolerance (0 strictest … 6 most permissive) in ordinary channels.
-    safety: int = DEFAULT_SAFETY
-    #: Safety tolerance used only where ``channel.is_nsfw()``.
-    nsfw_safety: int = DEFAULT_SAFETY
+    #: Safety tolerance (0 strictest … 6 most permissive) in ordinary channels; None = the bot-wide
+    #: default (``DEFAULT_SAFETY_TOLERANCE``), so the operator's default applies until an admin chooses.
+    safety: int | None = None
+    #: Safety tolerance used only where ``channel.is_nsfw()``; None = the bot-wide default.
+    nsfw_safety: int | None = None
     allowed_models: list[str] = field(default_factory=_all_models)
     #: None → the bot-wide default model (if allowed).
     default_model: str | None = None
@@ -72,9 +73,10 @@ class GuildSettings:
         """Whether admitting a request depends on today's usage (a quota or a cooldown is set)."""
         return bool(self.cooldown_s or self.user_daily_quota or self.guild_daily_quota)
 
-    def safety_for(self, channel_is_nsfw: bool) -> int:
-        """The server's tolerance for this kind of channel."""
-        return self.nsfw_safety if channel_is_nsfw else self.safety
+    def safety_for(self, channel_is_nsfw: bool, default: int) -> int:
+        """The server's tolerance for this kind of channel (``default`` where it has not chosen)."""
+        chosen = self.nsfw_safety if channel_is_nsfw else self.safety
+        return default if chosen is None else chosen
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (lists are copied)."""
@@ -135,7 +137,9 @@ def _check_int(name: str, value: Any) -> int:
     return value
 
 
-def _v_safety(value: Any) -> int:
+def _v_safety(value: Any) -> int | None:
+    if value is None:  # back to the bot-wide default
+        return None
     number = _check_int("safety", value)
     if not SAFETY_MIN <= number <= SAFETY_MAX:
         raise SettingsError("settings_safety_range", {"value": number, "min": SAFETY_MIN, "max": SAFETY_MAX})
@@ -308,6 +312,16 @@ def _load_id(name: str, value: Any) -> int | None:
     return number
 
 
+def _load_safety(name: str, value: Any) -> int | None:
+    """A stored safety value; None (the bot-wide default) stays None, garbage becomes None too."""
+    if value is None:
+        return None
+    if whole_number(value) is None:
+        log.warning("guild settings: %s=%.80r is not a number; using the bot-wide default", name, value)
+        return None
+    return _load_int(name, value, SAFETY_MIN, SAFETY_MAX, DEFAULT_SAFETY)
+
+
 def _load_log_channel(value: Any) -> int | None:
     return None if value is None else _load_id("log_channel_id", value)
 
@@ -338,8 +352,8 @@ def _int_loader(name: str, lo: int, hi: int, default: int) -> Callable[[Any], in
 
 #: How each stored field is read back (``default_model`` is read last: it depends on the models).
 _LOADERS: dict[str, Callable[[Any], Any]] = {
-    "safety": _int_loader("safety", SAFETY_MIN, SAFETY_MAX, DEFAULT_SAFETY),
-    "nsfw_safety": _int_loader("nsfw_safety", SAFETY_MIN, SAFETY_MAX, DEFAULT_SAFETY),
+    "safety": lambda value: _load_safety("safety", value),
+    "nsfw_safety": lambda value: _load_safety("nsfw_safety", value),
     "cooldown_s": _int_loader("cooldown_s", 0, MAX_COOLDOWN_S, 0),
     "user_daily_quota": _int_loader("user_daily_quota", 0, MAX_QUOTA, 0),
     "guild_daily_quota": _int_loader("guild_daily_quota", 0, MAX_QUOTA, 0),

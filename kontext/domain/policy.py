@@ -20,7 +20,8 @@ Admins (Manage Server / Administrator) bypass the *personal* limits — channel 
 cooldown and the per-user quota — but NOT the server-wide rules: the allowed models, the block-list
 and the per-server quota (the budget) apply to them too; they can change those settings instead.
 
-Effective safety = the server's value for this kind of channel (``nsfw_safety`` only where the channel is
+Effective safety = the server's value for this kind of channel (the bot-wide default until an admin sets
+one) (``nsfw_safety`` only where the channel is
 age-restricted), or the user's requested value if that is stricter (lower): a user can ask for stricter,
 never looser. Model = the requested one (if allowed), else the server's default, else the bot-wide
 default if allowed, else the first allowed model.
@@ -240,5 +241,6 @@ def decide(settings: GuildSettings, facts: RequestFacts, defaults: BotDefaults) 
         if denied is not None:
             return denied
     model = _pick_model(settings, facts.requested_model, defaults.default_model)
-    safety = _effective_safety(settings.safety_for(facts.channel_is_nsfw), facts.requested_safety)
+    server_safety = settings.safety_for(facts.channel_is_nsfw, defaults.default_safety)
+    safety = _effective_safety(server_safety, facts.requested_safety)
     return Allowed(model, safety, settings)

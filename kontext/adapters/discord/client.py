@@ -11,10 +11,12 @@ the commands, and route unexpected command errors to
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
@@ -23,7 +25,7 @@ from discord.ext import commands
 from kontext.adapters.discord.interactions import InteractionIntake, report_unexpected
 from kontext.adapters.discord.modlog import ModLog
 from kontext.adapters.discord.translator import KontextTranslator
-from kontext.config import Settings
+from kontext.config import ConfigError, Settings
 from kontext.domain.jobs import JobRecord
 from kontext.services.moderation import Moderation
 from kontext.services.ports import SessionStartGate
@@ -34,6 +36,8 @@ log = logging.getLogger("kontext.bot")
 EXTENSIONS = ("cogs.edit", "cogs.settings")
 #: Discord's spacing of session starts within one ``max_concurrency`` bucket (seconds).
 IDENTIFY_SPACING_S = 5.0
+#: How long the start-up check of the gateway URL may take (seconds).
+GATEWAY_CHECK_TIMEOUT_S = 20.0
 
 # The bot never joins voice channels: silence discord.py's start-up warnings about voice libraries.
 discord.VoiceClient.warn_nacl = False
@@ -107,6 +111,7 @@ class KontextBot(commands.AutoShardedBot):
 
     async def setup_hook(self) -> None:
         await self.backend.start(self)
+        await self._check_gateway()
         await self._plan_shards()
         await self.tree.set_translator(KontextTranslator())
         for extension in EXTENSIONS:
@@ -115,6 +120,20 @@ class KontextBot(commands.AutoShardedBot):
         resumed = await self.backend.resume()
         if resumed:
             log.info("resumed %d unfinished job(s)", resumed)
+
+    async def _check_gateway(self) -> None:
+        """Open one websocket to the configured gateway and close it: a wrong ``DISCORD_GATEWAY_URL``
+        is then one clear line at start, not discord.py retrying a refused handshake forever."""
+        url = yarl.URL(str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)).update_query(v=10, encoding="json")
+        try:
+            socket = await asyncio.wait_for(self.http.ws_connect(str(url)), GATEWAY_CHECK_TIMEOUT_S)
+        except aiohttp.WSServerHandshakeError as exc:
+            raise ConfigError(
+                "DISCORD_GATEWAY_URL", f"the gateway refused the websocket (HTTP {exc.status}); check the URL"
+            ) from None
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ConfigError("DISCORD_GATEWAY_URL", f"cannot connect to the gateway ({type(exc).__name__})") from None
+        await socket.close()
 
     async def _plan_shards(self) -> None:
         """Read Discord's recommended shard count and session-start concurrency (GET /gateway/bot).
