@@ -139,6 +139,10 @@ class EditCog(commands.Cog):
         self.menu = app_commands.ContextMenu(name="Edit image", callback=self.edit_message_image)
 
     async def cog_load(self) -> None:
+        # offered in DMs only where they can work there (ALLOW_DMS); servers always
+        contexts = app_commands.AppCommandContext(guild=True, dm_channel=self.bot.settings.allow_dms)
+        for command in (self.edit, self.imagine, self.menu):
+            command.allowed_contexts = contexts
         self.bot.tree.add_command(self.menu)
         self.bot.add_dynamic_items(JobButton)
         self.bot.result_view_factory = result_view

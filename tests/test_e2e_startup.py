@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.harness import World
 from tests.processes import BotProcess
@@ -50,3 +51,14 @@ async def test_a_gateway_that_refuses_the_handshake_is_one_line_and_exit_1(
     assert "Traceback" not in log, log
     [line] = [line for line in log.splitlines() if "DISCORD_GATEWAY_URL" in line]
     assert "could not start" in line and "HTTP 404" in line
+
+
+@pytest.mark.parametrize(("allow_dms", "contexts"), [("false", [0]), ("true", [0, 1])])
+async def test_commands_are_offered_in_dms_only_when_they_work_there(
+    world: World, allow_dms: str, contexts: list[int]
+) -> None:
+    """Interaction contexts: 0 = servers, 1 = the bot's DMs (Discord's command payload)."""
+    await world.start_bot(ALLOW_DMS=allow_dms)
+    for name, kind in (("edit", 1), ("imagine", 1), ("Edit image", 3)):
+        assert sorted(world.discord.command(name, type=kind)["contexts"]) == contexts, name
+    assert world.discord.command("kontext")["contexts"] == [0], "settings are per server, never in DMs"
