@@ -156,7 +156,8 @@ class Recorder:
 
 
 def reporter_with(job: m.JobRecord, recorder: Recorder, *, token_alive: bool) -> DiscordReporter:
-    reporter = DiscordReporter(client=None, job=job)  # type: ignore[arg-type]
+    client = types.SimpleNamespace(user=None)  # no earlier posts to find
+    reporter = DiscordReporter(client=client, job=job)  # type: ignore[arg-type]
     reporter._webhook = lambda: recorder  # type: ignore[assignment, method-assign, return-value]
 
     async def channel() -> Recorder:

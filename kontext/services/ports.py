@@ -108,6 +108,15 @@ class ImageProcessor(Protocol):
 # --- the requester's side --------------------------------------------------------------------------
 
 
+class RouteTooSmall(Exception):
+    """The result must go another way than planned (e.g. a channel post instead of the interaction
+    reply), whose upload limit is smaller: fit it to ``limit`` and deliver again."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the delivery route takes at most {limit} bytes")
+        self.limit = limit
+
+
 class Reporter(Protocol):
     """The requester's side of one job: the status line, the result post, the failure notice."""
 
@@ -119,8 +128,13 @@ class Reporter(Protocol):
         """Attach the input to the status message; its public URL (for the ``discord`` host)."""
         ...
 
+    async def delivery_limit(self) -> int:
+        """The largest file the result may be, for the way it will be delivered now."""
+        ...
+
     async def deliver(self, done: Done) -> Delivered:
-        """Post the result; raises :class:`kontext.domain.errors.DeliveryError`."""
+        """Post the result; raises :class:`kontext.domain.errors.DeliveryError`, or
+        :class:`RouteTooSmall` when it must be fitted again for another way."""
         ...
 
     async def fail(self, failed: Failed) -> None:

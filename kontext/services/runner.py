@@ -34,10 +34,20 @@ from kontext.domain.errors import (
     ShuttingDown,
     TaskTimedOut,
 )
-from kontext.domain.events import Done, Downloading, Editing, Failed, Note, Queued, Uploading, Waiting
+from kontext.domain.events import (
+    Delivered,
+    Done,
+    Downloading,
+    Editing,
+    Failed,
+    Note,
+    Queued,
+    Uploading,
+    Waiting,
+)
 from kontext.domain.fair_queue import FairScheduler
 from kontext.domain.generation import GenerationRequest, TaskState, TaskStatus
-from kontext.domain.images import ImageLimits
+from kontext.domain.images import FittedResult, ImageLimits
 from kontext.domain.jobs import ACTIVE_STATES, JobKind, JobRecord, JobState
 from kontext.domain.poll_schedule import PollSchedule
 from kontext.services.polling import wait_for_task
@@ -51,6 +61,7 @@ from kontext.services.ports import (
     JobStore,
     Reporter,
     ReporterFactory,
+    RouteTooSmall,
 )
 from kontext.services.status import StatusLine
 from kontext.support.background import BackgroundTasks, every
@@ -418,13 +429,10 @@ class JobRunner:
             raise ResultError(f"result over cap: {exc}", reason="too large") from exc
         except FetchError as exc:
             raise ResultError(f"result download failed: {exc}", reason="download failed") from exc
-        fitted = await self.ports.images.fit_result(
-            data, job.attachment_size_limit, max_pixels=self.limits.max_pixels
-        )
-        if fitted.reencoded:
-            run.notes.append(Note.REENCODED)
-            log.info("result re-encoded to %d bytes to fit %d", len(fitted.data), job.attachment_size_limit)
-        delivered = await run.reporter.deliver(Done(fitted, round(job.elapsed()), tuple(run.notes)))
+        try:
+            fitted, delivered = await self._fit_and_post(run, data, await run.reporter.delivery_limit())
+        except RouteTooSmall as smaller:  # it must go as a channel post, whose limit is lower
+            fitted, delivered = await self._fit_and_post(run, data, smaller.limit)
         await self._move(
             job,
             JobState.DELIVERING,
@@ -440,6 +448,16 @@ class JobRunner:
         self.metrics.inc("jobs_done_total")
         log.info("delivered via %s after %.1f s", delivered.kind, job.elapsed())
         await self._cleanup(job, fitted.data)
+
+    async def _fit_and_post(self, run: _Run, data: bytes, limit: int) -> tuple[FittedResult, Delivered]:
+        """Check the result, fit it to ``limit`` (the upload limit of the way it goes), post it."""
+        fitted = await self.ports.images.fit_result(data, limit, max_pixels=self.limits.max_pixels)
+        notes = list(run.notes)
+        if fitted.reencoded:
+            notes.append(Note.REENCODED)
+            log.info("result re-encoded to %d bytes to fit %d", len(fitted.data), limit)
+        done = Done(fitted, round(run.job.elapsed()), tuple(notes))
+        return fitted, await run.reporter.deliver(done)
 
     async def _fail(self, job: JobRecord, error: KontextError, reporter: Reporter) -> None:
         log.warning("job failed (%s): %s", error.code, error.detail)

@@ -194,6 +194,9 @@ class RecordingReporter:
     async def attach_input(self, data: bytes, filename: str, content_type: str) -> str:
         return f"https://cdn.example/{filename}"
 
+    async def delivery_limit(self) -> int:
+        return 10 * 1024 * 1024
+
     async def deliver(self, done: Done) -> Delivered:
         self.delivered.append(done)
         return Delivered(DeliveryKind.ORIGINAL, 4242, "https://cdn.example/result.png")

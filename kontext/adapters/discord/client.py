@@ -34,8 +34,9 @@ from kontext.services.runner import JobRunner
 log = logging.getLogger("kontext.bot")
 
 EXTENSIONS = ("cogs.edit", "cogs.settings")
-#: Discord's spacing of session starts within one ``max_concurrency`` bucket (seconds).
-IDENTIFY_SPACING_S = 5.0
+#: Discord's spacing of session starts within one ``max_concurrency`` bucket is 5 s; a little more,
+#: so that the time a grant takes to become an IDENTIFY on the wire never brings two closer.
+IDENTIFY_SPACING_S = 5.25
 #: How long the start-up check of the gateway URL may take (seconds).
 GATEWAY_CHECK_TIMEOUT_S = 20.0
 
@@ -124,7 +125,9 @@ class KontextBot(commands.AutoShardedBot):
     async def _check_gateway(self) -> None:
         """Open one websocket to the configured gateway and close it: a wrong ``DISCORD_GATEWAY_URL``
         is then one clear line at start, not discord.py retrying a refused handshake forever."""
-        url = yarl.URL(str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)).update_query(v=10, encoding="json")
+        url = yarl.URL(str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)).update_query(
+            v=10, encoding="json"
+        )
         try:
             socket = await asyncio.wait_for(self.http.ws_connect(str(url)), GATEWAY_CHECK_TIMEOUT_S)
         except aiohttp.WSServerHandshakeError as exc:
@@ -132,7 +135,9 @@ class KontextBot(commands.AutoShardedBot):
                 "DISCORD_GATEWAY_URL", f"the gateway refused the websocket (HTTP {exc.status}); check the URL"
             ) from None
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise ConfigError("DISCORD_GATEWAY_URL", f"cannot connect to the gateway ({type(exc).__name__})") from None
+            raise ConfigError(
+                "DISCORD_GATEWAY_URL", f"cannot connect to the gateway ({type(exc).__name__})"
+            ) from None
         await socket.close()
 
     async def _plan_shards(self) -> None:

@@ -32,7 +32,7 @@ from kontext.services.intake import (
 log = logging.getLogger("kontext.interactions")
 
 NO_PINGS = discord.AllowedMentions.none()
-#: Discord's upload limit when an interaction does not say (servers without boosts).
+#: Discord's upload limit for a server without boosts (and when an interaction does not say).
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 
 

@@ -13,9 +13,11 @@ import io
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import discord
 
+from kontext.adapters.discord.interactions import DEFAULT_UPLOAD_LIMIT
 from kontext.domain.errors import DeliveryError
 from kontext.domain.events import (
     Delivered,
@@ -32,10 +34,13 @@ from kontext.domain.events import (
 from kontext.domain.jobs import DeliveryKind, JobKind, JobRecord
 from kontext.domain.values import clip
 from kontext.i18n import error_text, t
+from kontext.services.ports import RouteTooSmall
 
 log = logging.getLogger("kontext.discord")
 
 TOKEN_LIFETIME_S = 15 * 60
+#: How many of the channel's recent messages are searched for an earlier post of a result.
+EARLIER_POST_SCAN = 100
 TOKEN_SAFETY_MARGIN_S = 30
 _TOKEN_GONE_CODES = {50027, 10015, 10062, 10008}
 NO_PINGS = discord.AllowedMentions.none()
@@ -61,6 +66,15 @@ def status_text(event: StatusEvent, locale: str | None) -> str:
             return t("status_editing", locale, progress=progress, elapsed=elapsed)
         case Downloading(elapsed=elapsed):
             return t("status_downloading", locale, elapsed=elapsed)
+
+
+def _carries_job(message: discord.Message, job_id: str) -> bool:
+    """Whether a message is a result of ``job_id`` (its buttons or its embed footer name the job)."""
+    for row in message.components:
+        for item in getattr(row, "children", ()):
+            if job_id in (getattr(item, "custom_id", None) or ""):
+                return True
+    return any(embed.footer.text == f"job {job_id}" for embed in message.embeds)
 
 
 def _token_gone(exc: discord.HTTPException) -> bool:
@@ -93,6 +107,8 @@ class DiscordReporter:
         self.job = job
         self.view_factory = view_factory
         self._token_dead = False
+        self._channel_only = False  # the status message cannot be edited: results go to the channel
+        self._fallback = False  # ... because Discord kept failing, not because the token expired
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -164,52 +180,93 @@ class DiscordReporter:
             raise DeliveryError("Discord returned no attachment for the input")
         return message.attachments[0].url
 
+    async def delivery_limit(self) -> int:
+        """The upload limit of the way the result will go now: the interaction's (the larger of the
+        requester's Nitro and the server's boost), or only the server's for a post as the bot."""
+        if self._via_original():
+            return self.job.attachment_size_limit
+        return await self._server_upload_limit()
+
     async def deliver(self, done: Done) -> Delivered:
-        job, result = self.job, done.result
-        filename = f"kontext-{job.id}.{result.extension}"
-        embed = result_embed(job, done.elapsed, filename)
-        view = self.view_factory(job) if self.view_factory else None
+        if self._via_original():
+            delivered = await self._edit_original(done)
+            if delivered is not None:
+                return delivered
+            limit = await self._server_upload_limit()
+            if len(done.result.data) > limit:
+                raise RouteTooSmall(limit)
+        return await self._post_result(done)
+
+    def _via_original(self) -> bool:
+        return self.token_alive() and not self._channel_only and self.job.status_message_id is not None
+
+    async def _server_upload_limit(self) -> int:
+        guild_id = self.job.guild_id
+        if guild_id is None:
+            return DEFAULT_UPLOAD_LIMIT
+        guild = self.client.get_guild(guild_id)
+        if guild is None:
+            try:
+                guild = await self.client.fetch_guild(guild_id)
+            except discord.HTTPException as exc:
+                log.info("could not read the server's upload limit (%s); assuming 10 MiB", exc.status)
+                return DEFAULT_UPLOAD_LIMIT
+        return max(DEFAULT_UPLOAD_LIMIT, guild.filesize_limit)
+
+    def _result_parts(self, done: Done) -> tuple[str, discord.Embed, discord.ui.View | None]:
+        filename = f"kontext-{self.job.id}.{done.result.extension}"
+        view = self.view_factory(self.job) if self.view_factory else None
+        return filename, result_embed(self.job, done.elapsed, filename), view
+
+    async def _edit_original(self, done: Done) -> Delivered | None:
+        """The status message becomes the result; None when it must go to the channel instead."""
+        job = self.job
+        assert job.status_message_id is not None
+        filename, embed, view = self._result_parts(done)
         notes = [t(NOTE_KEYS[note], job.locale) for note in done.notes]
         text = "\n".join([t("status_done", job.locale, elapsed=done.elapsed), *notes])
-        fallback = False
-        if self.token_alive() and job.status_message_id is not None:
-            try:
-                message = await self._webhook().edit_message(
-                    job.status_message_id,
-                    content=text,
-                    embed=embed,
-                    attachments=[discord.File(io.BytesIO(result.data), filename=filename)],
-                    allowed_mentions=NO_PINGS,
-                    view=view,
-                )
-                return Delivered(
-                    DeliveryKind.ORIGINAL,
-                    message.id,
-                    message.attachments[0].url if message.attachments else None,
-                )
-            except discord.HTTPException as exc:
-                if _token_gone(exc):
-                    log.info("interaction token no longer valid (%s); delivering to the channel", exc.code)
-                    self._token_dead = True
-                elif exc.status >= 500:
-                    # Discord kept failing (after discord.py's own retries): do not lose the result
-                    log.warning(
-                        "editing the status message failed (%s); delivering to the channel", exc.status
-                    )
-                    fallback = True
-                else:
-                    raise DeliveryError(
-                        f"editing the status message failed: {exc.status} {exc.code}"
-                    ) from exc
+        try:
+            message = await self._webhook().edit_message(
+                job.status_message_id,
+                content=text,
+                embed=embed,
+                attachments=[discord.File(io.BytesIO(done.result.data), filename=filename)],
+                allowed_mentions=NO_PINGS,
+                view=view,
+            )
+        except discord.HTTPException as exc:
+            if _token_gone(exc):
+                log.info("interaction token no longer valid (%s); delivering to the channel", exc.code)
+                self._token_dead = True
+            elif exc.status >= 500:  # Discord kept failing (after discord.py's retries): keep the result
+                log.warning("editing the status message failed (%s); delivering to the channel", exc.status)
+                self._channel_only = self._fallback = True
+            else:
+                raise DeliveryError(f"editing the status message failed: {exc.status} {exc.code}") from exc
+            return None
+        url = message.attachments[0].url if message.attachments else None
+        return Delivered(DeliveryKind.ORIGINAL, message.id, url)
+
+    async def _post_result(self, done: Done) -> Delivered:
+        """A new channel message as the bot, unless an earlier run of this job already posted it."""
+        job = self.job
         channel = await self._channel()
-        content = t(
-            "fallback_delivery" if fallback else "late_delivery", job.locale, mention=f"<@{job.user_id}>"
-        )
+        earlier = await self._earlier_post(channel)
+        if earlier is not None:
+            log.info(
+                "the result was already posted (message %s) before a restart; not posting it again",
+                earlier.id,
+            )
+            return Delivered(
+                DeliveryKind.CHANNEL, earlier.id, earlier.attachments[0].url if earlier.attachments else None
+            )
+        filename, embed, view = self._result_parts(done)
+        key = "fallback_delivery" if self._fallback else "late_delivery"
         try:
             sent = await channel.send(
-                content=content,
+                content=t(key, job.locale, mention=f"<@{job.user_id}>"),
                 embed=embed,
-                file=discord.File(io.BytesIO(result.data), filename=filename),
+                file=discord.File(io.BytesIO(done.result.data), filename=filename),
                 view=view if view is not None else discord.utils.MISSING,
                 allowed_mentions=self._requester_only(),
                 reference=self._reference() or discord.utils.MISSING,
@@ -220,6 +277,21 @@ class DiscordReporter:
                 f"posting to channel {job.channel_id} failed: {exc.status} {exc.code}"
             ) from exc
         return Delivered(DeliveryKind.CHANNEL, sent.id, sent.attachments[0].url if sent.attachments else None)
+
+    async def _earlier_post(self, channel: discord.abc.Messageable) -> discord.Message | None:
+        """A result of this job the bot already posted here (Discord's nonce only de-duplicates for a few
+        minutes; a restart can come later). Found by the job id in its buttons or embed footer."""
+        me = self.client.user
+        if me is None:
+            return None
+        since = discord.Object(discord.utils.time_snowflake(datetime.fromtimestamp(self.job.created_at, UTC)))
+        try:
+            async for message in channel.history(limit=EARLIER_POST_SCAN, after=since):
+                if message.author.id == me.id and _carries_job(message, self.job.id):
+                    return message
+        except discord.HTTPException as exc:
+            log.warning("could not read the channel's recent messages (%s %s)", exc.status, exc.code)
+        return None
 
     async def fail(self, failed: Failed) -> None:
         job, error = self.job, failed.error
