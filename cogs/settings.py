@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -144,7 +145,8 @@ class SettingsCog(
         usage = t("show_usage_value", locale, total=total, reset_at=int(next_reset(now)))
         if top:
             usage += "\n" + "\n".join(f"<@{user}>: {count}" for user, count in top)
-        embed.add_field(name=t("show_usage", locale), value=usage, inline=False)
+        today = datetime.fromtimestamp(now, UTC).date()
+        embed.add_field(name=t("show_usage", locale, date=today), value=usage, inline=False)
         embed.set_footer(text=t("show_footer", locale))
         return embed
 

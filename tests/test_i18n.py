@@ -13,6 +13,7 @@ import re
 import tomllib
 import unicodedata
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +284,14 @@ def test_numbers_are_written_the_readers_way(locale: str) -> None:
     assert ("30,0" in text) == (locale in ("de", "fr", "ru", "es-ES", "pt-BR"))
     over = error_text(ImageTooLargeUnknownSize("x", limit_mb=20.0), locale)
     assert "20" in over and "?" not in over
+
+
+def test_dates_are_written_the_readers_way() -> None:
+    day = date(2026, 11, 30)
+    assert t("show_usage", "en-US", date=day) == "Usage today, Nov 30, 2026 (UTC)"
+    assert "30.11.2026" in t("show_usage", "de", date=day)
+    assert "2026/11/30" in t("show_usage", "ja", date=day)
+    assert "2026年11月30日" in t("show_usage", "zh-TW", date=day)
 
 
 def test_pixel_sizes_and_timestamps_stay_raw_digits() -> None:

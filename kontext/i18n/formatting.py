@@ -9,6 +9,8 @@ the English message (tests check it):
 * ``{reset_at:d}`` — raw digits, for machine values inside Discord markup (``<t:{reset_at:d}:R>``,
   which Discord itself shows as a relative time in the reader's language and time zone) and pixel
   sizes.
+* ``{date}`` — a :class:`datetime.date`, in the locale's medium style (``Nov 30, 2026``,
+  ``30.11.2026``, ``2026年11月30日``).
 
 Anything that is not a number (a mention, a model name, an error text) is inserted as it is.
 """
@@ -17,10 +19,12 @@ from __future__ import annotations
 
 import re
 import string
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from babel import Locale
+from babel.dates import format_date
 from babel.numbers import format_decimal
 
 _FIXED = re.compile(r"\.(\d)f")
@@ -36,6 +40,8 @@ class LocaleFormatter(string.Formatter):
         self.locale = locale
 
     def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, date) and not format_spec:
+            return format_date(value, format="medium", locale=self.locale)
         if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
             return str(super().format_field(value, format_spec))
         if format_spec == "d":

@@ -17,7 +17,7 @@ catalog's language does.
 
 from __future__ import annotations
 
-from functools import cache
+from functools import lru_cache
 
 from babel import Locale, UnknownLocaleError
 
@@ -64,7 +64,7 @@ def catalog_for(locale: str | None) -> str:
     return _BY_LANGUAGE.get(subtags[0], SOURCE)
 
 
-@cache
+@lru_cache(maxsize=256)
 def _parse(tag: str) -> Locale | None:
     try:
         return Locale.parse(tag, sep="-")
@@ -72,7 +72,7 @@ def _parse(tag: str) -> Locale | None:
         return None
 
 
-@cache
+@lru_cache(maxsize=256)
 def number_locale(locale: str | None) -> Locale:
     """The Babel locale that writes numbers in a reply to ``locale`` (see the module docstring)."""
     catalog = catalog_for(locale)
