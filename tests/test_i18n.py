@@ -412,3 +412,16 @@ def test_the_catalogs_ship_as_package_data() -> None:
     shipped = {p for pattern in globs for p in package.glob(pattern)}
     assert {po_path(name) for name in CATALOGS} | {TEMPLATE} <= shipped
     assert "babel" in " ".join(config["project"]["dependencies"]).lower()
+
+
+async def test_one_id_given_two_english_texts_is_caught() -> None:
+    from kontext.adapters.discord.command_strings import _Recorder
+
+    recorder = _Recorder()
+    context = discord.app_commands.TranslationContext(
+        discord.app_commands.TranslationContextLocation.other, None
+    )
+    for text in ("Output file format", "Output format"):
+        string = discord.app_commands.locale_str(text, key="option.format.description")
+        await recorder.translate(string, discord.Locale.german, context)
+    assert recorder.conflicts == [("option.format.description", "Output file format", "Output format")]
