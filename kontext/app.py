@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
+import socket
 import time
 from typing import Any
 
@@ -20,10 +22,17 @@ from kontext.adapters.discord.client import KontextBot, point_discord_at
 from kontext.adapters.discord.interactions import InteractionIntake
 from kontext.adapters.discord.modlog import ModLog
 from kontext.adapters.discord.reporter import DiscordReporter
-from kontext.adapters.hosting import LocalHost, build_host
+from kontext.adapters.hosting import LocalHost, S3Host, S3Problem, build_host
 from kontext.adapters.http.download import HttpDownloader
 from kontext.adapters.images.worker import ImageWorker
-from kontext.adapters.storage.sqlite import SqliteStore
+from kontext.adapters.storage import (
+    DatabaseProblem,
+    DataDirInUse,
+    SchemaTooNew,
+    Storage,
+    check_database,
+    open_storage,
+)
 from kontext.adapters.web.app import build_app, start_web
 from kontext.config import Settings
 from kontext.domain.jobs import JobRecord
@@ -31,6 +40,7 @@ from kontext.domain.policy import BotDefaults
 from kontext.domain.poll_schedule import PollSchedule
 from kontext.services.intake import Intake
 from kontext.services.moderation import Moderation
+from kontext.services.ports import SessionStartGate, Store
 from kontext.services.runner import JobRunner, RunnerPorts
 from kontext.support.background import BackgroundTasks, every
 from kontext.support.metrics import Metrics
@@ -41,12 +51,55 @@ USER_AGENT = "KontextBot/0.1 (+https://github.com/)"
 DAY_S = 86_400
 
 
+class StartupProblem(Exception):
+    """A setting keeps the bot from starting; ``str()`` is one line: ``VARIABLE: problem``."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+async def _opened_storage(settings: Settings, owner: str) -> Storage:
+    try:
+        return await open_storage(settings, owner=owner)
+    except DatabaseProblem as exc:
+        raise StartupProblem("DATABASE_URL", str(exc)) from None
+    except DataDirInUse as exc:
+        raise StartupProblem("DATA_DIR", str(exc)) from None
+    except SchemaTooNew as exc:
+        raise StartupProblem("DATABASE_URL" if settings.database_url else "DATA_DIR", str(exc)) from None
+
+
+async def _opened_s3(host: S3Host) -> S3Host:
+    await host.open()
+    try:
+        await host.check()
+    except S3Problem as exc:
+        await host.close()
+        raise StartupProblem(exc.variable, exc.problem) from None
+    return host
+
+
+async def preflight(settings: Settings) -> None:
+    """What ``bot.py --check`` verifies beyond the settings: the database and the bucket answer."""
+    if settings.database_url is not None:
+        try:
+            await check_database(settings.database_url)
+        except DatabaseProblem as exc:
+            raise StartupProblem("DATABASE_URL", str(exc)) from None
+    if settings.image_host == "s3":
+        await (await _opened_s3(S3Host(settings))).close()
+
+
 class App:
     """Every part of one bot process, built in :meth:`start` and closed in :meth:`close`."""
 
     # built in start()
     session: aiohttp.ClientSession
-    store: SqliteStore
+    storage: Storage
+    store: Store
+    session_gate: SessionStartGate
     provider: ApimartClient
     images: ImageWorker
     runner: JobRunner
@@ -64,6 +117,9 @@ class App:
         self._web_runner: web.AppRunner | None = None
         self._housekeeping = BackgroundTasks("housekeeping", log)
         self._started: set[str] = set()
+        self._s3: S3Host | None = None
+        #: This process's name in job leases (unique even for a restarted process on the same host).
+        self.process_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
     async def start(self, bot: KontextBot) -> None:
         s = self.settings
@@ -76,13 +132,16 @@ class App:
             headers={"User-Agent": USER_AGENT},
         )
         self._started.add("session")
-        self.store = SqliteStore(s.database_path)
-        await self.store.open()
+        self.storage = await _opened_storage(s, self.process_id)
+        self.store = self.storage.store
+        self.session_gate = self.storage.session_gate
         self._started.add("store")
         self.provider = ApimartClient(
             self.session, s.apimart_base_url, s.apimart_api_key, timeout=s.http_timeout_s
         )
         host = build_host(s, self.provider)
+        if isinstance(host, S3Host):
+            self._s3 = await _opened_s3(host)
         self.images = ImageWorker(max_threads=max(1, min(2, (os.cpu_count() or 2) - 1)))
         self._started.add("images")
         downloader = HttpDownloader(
@@ -98,7 +157,12 @@ class App:
         defaults = BotDefaults(
             default_model=s.default_model, default_safety=s.default_safety, allow_dms=s.allow_dms
         )
-        self.moderation = Moderation(self.store, defaults)
+        self.moderation = Moderation(
+            self.store,
+            self.storage.ledger,
+            defaults,
+            settings_ttl=s.settings_cache_s if s.multi_process else None,
+        )
         self._started.add("moderation")
         self.modlog = ModLog(bot, self.moderation, self.images)
         self._started.add("modlog")
@@ -167,6 +231,8 @@ class App:
             await self._web_runner.cleanup()
         if "images" in self._started:
             self.images.close()
+        if self._s3 is not None:
+            await self._s3.close()
         if "session" in self._started:
             await self.session.close()
         if "store" in self._started:

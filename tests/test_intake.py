@@ -17,6 +17,7 @@ from kontext.services.intake import (
     Intake,
     Refused,
 )
+from kontext.services.ledger import MemoryLedger
 from kontext.services.moderation import Moderation
 from tests.fakes.memory import MemoryStore
 from tests.test_runner import Rig
@@ -52,7 +53,9 @@ class Setup:
         self.rig = Rig()
         self.runner = self.rig.build(**env)
         self.store = MemoryStore()
-        self.moderation = Moderation(self.store, BotDefaults("flux-kontext-pro", 2, allow_dms=False))
+        self.moderation = Moderation(
+            self.store, MemoryLedger(self.store), BotDefaults("flux-kontext-pro", 2, allow_dms=False)
+        )
         self.denied: list[Denied] = []
         self.intake = Intake(
             self.runner.settings,
@@ -111,7 +114,7 @@ async def test_abandoned_requests_give_back_their_quota() -> None:
     await setup.quota(1)
     accepted = await setup.intake.accept(request())
     assert isinstance(accepted, Accepted)
-    setup.intake.abandon(accepted)
+    await setup.intake.abandon(accepted)
     again = await setup.intake.accept(request())
     assert isinstance(again, Accepted), "the refunded quota can be used"
     await setup.moderation.flush()

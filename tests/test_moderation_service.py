@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from kontext.services.ledger import MemoryLedger
 from kontext.services.moderation import Moderation
 from kontext.domain.policy import Allowed, BotDefaults, Denied, RequestFacts
 from kontext.adapters.storage.sqlite import SqliteStore
@@ -34,7 +35,7 @@ async def test_concurrent_requests_cannot_exceed_the_quota(tmp_path: Path) -> No
     store = SqliteStore(tmp_path / "k.sqlite3")
     await store.open()
     clock = [1_700_000_000.0]
-    mod = Moderation(store, DEFAULTS, clock=lambda: clock[0])
+    mod = Moderation(store, MemoryLedger(store), DEFAULTS, clock=lambda: clock[0])
     await mod.change(9, guild_daily_quota=3)
     decisions = await asyncio.gather(*(mod.admit(facts(user)) for user in range(10)))
     assert sum(isinstance(d, Allowed) for d in decisions) == 3
@@ -43,7 +44,7 @@ async def test_concurrent_requests_cannot_exceed_the_quota(tmp_path: Path) -> No
     assert sum((await store.usage_snapshot("2023-11-14", 9))[0].values()) == 3
 
     # a new process sees the same usage and the same settings
-    fresh = Moderation(store, DEFAULTS, clock=lambda: clock[0])
+    fresh = Moderation(store, MemoryLedger(store), DEFAULTS, clock=lambda: clock[0])
     assert (await fresh.settings(9)).guild_daily_quota == 3
     assert isinstance(await fresh.admit(facts(99)), Denied)
     total, top = await fresh.usage_today(9)
@@ -60,12 +61,12 @@ async def test_cooldown_uses_the_last_use_across_restarts(tmp_path: Path) -> Non
     store = SqliteStore(tmp_path / "k.sqlite3")
     await store.open()
     clock = [1_700_000_000.0]
-    mod = Moderation(store, DEFAULTS, clock=lambda: clock[0])
+    mod = Moderation(store, MemoryLedger(store), DEFAULTS, clock=lambda: clock[0])
     await mod.change(9, cooldown_s=60)
     assert isinstance(await mod.admit(facts(1)), Allowed)
     await mod.flush()
     clock[0] += 30
-    fresh = Moderation(store, DEFAULTS, clock=lambda: clock[0])
+    fresh = Moderation(store, MemoryLedger(store), DEFAULTS, clock=lambda: clock[0])
     denied = await fresh.admit(facts(1))
     assert isinstance(denied, Denied) and denied.code == "policy_cooldown" and denied.params["seconds"] == 30
     clock[0] += 31

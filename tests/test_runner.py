@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kontext.adapters.storage import PostgresStore
 from kontext.config import Settings, load_settings
 from kontext.domain.errors import ApiBalanceError, ApiSubmitUncertain, BusyError, ShuttingDown
 from kontext.domain.events import Downloading, Editing, Queued, Uploading
@@ -24,6 +25,7 @@ from tests.fakes.memory import (
     ScriptedProvider,
 )
 from tests.harness import API_KEY, TOKEN
+from tests.waiting import eventually
 
 INSTANT = PollSchedule().scaled(0.001)
 
@@ -217,3 +219,33 @@ async def test_a_stopped_runner_accepts_nothing(rig: Rig) -> None:
         runner.reserve()
     with pytest.raises(ShuttingDown):
         await runner.start_job(job())
+
+
+async def test_a_dead_process_s_job_is_finished_once_by_another(postgres_url: str) -> None:
+    """Two runners share PostgreSQL. The first dies mid-poll (no clean shutdown); once its lease runs
+    out, the second claims the job and delivers it: one submit, one delivery."""
+    env = {"JOB_LEASE_SECONDS": "5", "JOB_LEASE_HEARTBEAT_SECONDS": "1"}
+    provider = ScriptedProvider(polls_until_done=10**9)  # never done while the first process lives
+    first, second = Rig(provider=provider), Rig(provider=provider)
+    first.store = PostgresStore(postgres_url, owner="first", lease_s=5)  # type: ignore[assignment]
+    second.store = PostgresStore(postgres_url, owner="second", lease_s=5)  # type: ignore[assignment]
+    for rig in (first, second):
+        await rig.store.open()
+    dying = first.build(**env)
+    survivor = second.build(**env)
+    await survivor.resume_all()  # the survivor's heartbeat looks for abandoned jobs
+    record = job()
+    dying.reserve()
+    await dying.start_job(record)
+    await eventually(lambda: provider.polls)
+    await dying._tasks.close(timeout=1)  # the process is gone: no release, the lease just runs out
+    await dying._leases.close()
+    provider.polls_until_done = 0
+    await eventually(lambda: record.id in second.reporters and second.reporters[record.id].delivered, 30)
+    assert len(provider.submits) == 1, "never submitted twice"
+    assert record.id not in first.reporters or first.reporters[record.id].delivered == []
+    stored = await second.store.get_job(record.id)
+    assert stored is not None and stored.state is JobState.DONE
+    await survivor.stop()
+    for rig in (first, second):
+        await rig.store.close()

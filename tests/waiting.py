@@ -19,3 +19,13 @@ async def settle(turns: int = 50) -> None:
     """Let every ready callback run (to show that something did NOT happen, after a triggering step)."""
     for _ in range(turns):
         await asyncio.sleep(0)
+
+
+async def eventually(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds when it depends on other processes or servers (polled, bounded)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition still false after {timeout} s")
+        await asyncio.sleep(0.01)

@@ -240,6 +240,30 @@ class Url(Kind[str]):
 
 
 @dataclass(frozen=True)
+class DatabaseUrl(Kind[str]):
+    """A PostgreSQL connection URL: ``postgresql://user:password@host:port/database``; the host may be
+    given as ``?host=/socket/dir`` instead."""
+
+    def parse(self, raw: str) -> str:
+        problem = "must be a URL like postgresql://user:password@host:5432/database"
+        if not raw.isascii() or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in raw):
+            raise Invalid(problem + " (ASCII, no spaces)")
+        try:
+            parts = urlsplit(raw)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+        except ValueError:
+            raise Invalid(problem + " with a valid host and port") from None
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise Invalid(problem)
+        if not parts.hostname and "host=" not in parts.query:
+            raise Invalid(problem + " (no host)")
+        return raw
+
+    def describe(self) -> str:
+        return "URL (postgresql://)"
+
+
+@dataclass(frozen=True)
 class Dir(Kind[Path]):
     """A directory path (anything but a NUL character)."""
 

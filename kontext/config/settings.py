@@ -41,10 +41,12 @@ from kontext.config.schema import (
     Bool,
     Choice,
     ConfigError,
+    DatabaseUrl,
     Dir,
     Float,
     Group,
     Int,
+    IntList,
     Pattern,
     Str,
     Url,
@@ -53,7 +55,7 @@ from kontext.config.schema import (
 )
 from kontext.domain.generation import MODELS
 
-IMAGE_HOSTS = ("apimart", "local", "discord")
+IMAGE_HOSTS = ("apimart", "local", "discord", "s3")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 REQUIRED = Group("Required", "fill these in, everything else has a working default")
@@ -63,6 +65,10 @@ WEB = Group("Built-in web server", "/healthz, /metrics, hosted files")
 STATE = Group("State and logs")
 GENERATION = Group("Generation defaults")
 LIMITS = Group("Limits")
+SCALE = Group(
+    "Scaling out",
+    "several bot processes sharing one PostgreSQL database; leave unset for one process on SQLite",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,7 +137,8 @@ class Settings:
         group=HOSTING,
         help="`apimart`: APIMart's own upload endpoint, public for 72 h (zero configuration). "
         "`local`: this bot's web server serves signed, expiring links under `PUBLIC_BASE_URL`. "
-        "`discord`: the input rides on the bot's status message; its CDN link is the public URL.",
+        "`discord`: the input rides on the bot's status message; its CDN link is the public URL. "
+        "`s3`: any S3-compatible bucket (AWS S3, Cloudflare R2, MinIO, SeaweedFS) with presigned links.",
     )
     public_base_url: str | None = setting(
         "PUBLIC_BASE_URL",
@@ -148,6 +155,71 @@ class Settings:
         default=3600,
         group=HOSTING,
         help="How long a locally hosted file stays available (seconds).",
+    )
+
+    s3_bucket: str | None = setting(
+        "S3_BUCKET",
+        Pattern(
+            r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", what="bucket name", problem="must be a valid bucket name"
+        ),
+        default=None,
+        example="kontext-inputs",
+        group=HOSTING,
+        help="Bucket for `IMAGE_HOST=s3` (required with it).",
+    )
+    s3_endpoint_url: str | None = setting(
+        "S3_ENDPOINT_URL",
+        Url(("https", "http")),
+        default=None,
+        example="https://<account>.r2.cloudflarestorage.com",
+        group=HOSTING,
+        help="S3 API endpoint; unset = AWS S3 of `S3_REGION`.",
+    )
+    s3_region: str = setting(
+        "S3_REGION",
+        Pattern(r"[a-z0-9-]{1,40}", what="region name", problem="must be a region name like us-east-1"),
+        default="us-east-1",
+        group=HOSTING,
+        help="S3 region (R2: `auto`).",
+    )
+    s3_prefix: str = setting(
+        "S3_PREFIX",
+        Pattern(r"[A-Za-z0-9!_.*'()/-]{0,200}", what="key prefix", problem="must be a plain key prefix"),
+        default="kontext/",
+        group=HOSTING,
+        help="Key prefix of the hosted inputs inside the bucket.",
+    )
+    s3_access_key_id: str | None = setting(
+        "S3_ACCESS_KEY_ID",
+        Pattern(r"[\x21-\x7e]{3,256}", what="access key id", problem="malformed (printable, no spaces)"),
+        default=None,
+        secret=True,
+        group=HOSTING,
+        help="S3 access key; unset = the usual AWS credential chain (environment, instance role).",
+    )
+    s3_secret_access_key: str | None = setting(
+        "S3_SECRET_ACCESS_KEY",
+        Pattern(r"[\x21-\x7e]{3,256}", what="secret key", problem="malformed (printable, no spaces)"),
+        default=None,
+        secret=True,
+        group=HOSTING,
+        help="S3 secret key (with `S3_ACCESS_KEY_ID`).",
+    )
+    s3_public_base_url: str | None = setting(
+        "S3_PUBLIC_BASE_URL",
+        Url(("https", "http")),
+        default=None,
+        example="https://inputs.example.org",
+        group=HOSTING,
+        help="If the bucket is published (e.g. an R2 custom domain), its public URL: links are "
+        "`<this>/<key>` instead of presigned ones.",
+    )
+    s3_url_ttl_s: int = setting(
+        "S3_URL_TTL_SECONDS",
+        Int(60, 7 * 86400),
+        default=3600,
+        group=HOSTING,
+        help="Lifetime of a presigned input link (seconds; S3 allows at most 7 days).",
     )
 
     # --- built-in web server ---
@@ -308,6 +380,66 @@ class Settings:
         help="Allow result downloads from private/loopback addresses (only for tests or closed networks).",
     )
 
+    # --- scaling out ---
+    database_url: str | None = setting(
+        "DATABASE_URL",
+        DatabaseUrl(),
+        default=None,
+        example="postgresql://kontext:password@db:5432/kontext",
+        secret=True,
+        group=SCALE,
+        help="PostgreSQL instead of the SQLite file: required when several processes run the bot.",
+    )
+    database_pool_size: int = setting(
+        "DATABASE_POOL_SIZE",
+        Int(2, 100),
+        default=10,
+        group=SCALE,
+        help="Connections per process to PostgreSQL.",
+    )
+    shard_count: int | None = setting(
+        "SHARD_COUNT",
+        Int(1, 100_000),
+        default=None,
+        example="2",
+        group=SCALE,
+        help="Total number of gateway shards over all processes; unset = Discord's recommendation, "
+        "all run here.",
+    )
+    shard_ids: tuple[int, ...] | None = setting(
+        "SHARD_IDS",
+        IntList(0, 99_999, unique=True),
+        default=None,
+        group=SCALE,
+        help="The shards this process runs, e.g. `0,1` (with `SHARD_COUNT`); unset = all of them.",
+    )
+    lease_s: float = setting(
+        "JOB_LEASE_SECONDS",
+        Float(5, 600),
+        default=30.0,
+        group=SCALE,
+        help="A job whose process stopped renewing its lease this long is taken over by another process.",
+    )
+    lease_heartbeat_s: float = setting(
+        "JOB_LEASE_HEARTBEAT_SECONDS",
+        Float(1, 300),
+        default=10.0,
+        group=SCALE,
+        help="How often a process renews its job leases and looks for abandoned jobs.",
+    )
+    settings_cache_s: float = setting(
+        "SETTINGS_CACHE_SECONDS",
+        Float(0, 3600),
+        default=5.0,
+        group=SCALE,
+        help="With PostgreSQL, server settings changed in one process reach the others within this time.",
+    )
+
+    @property
+    def multi_process(self) -> bool:
+        """Whether this process shares its state with others (PostgreSQL)."""
+        return self.database_url is not None
+
     @property
     def max_input_bytes(self) -> int:
         return int(self.max_input_mb * 1024 * 1024)
@@ -329,8 +461,40 @@ def _local_host_needs_public_web_server(s: Settings) -> None:
             raise ConfigError("WEB_ENABLED", "must be true when IMAGE_HOST=local (it serves the files)")
 
 
+def _s3_host_needs_a_bucket(s: Settings) -> None:
+    if s.image_host == "s3" and s.s3_bucket is None:
+        raise ConfigError("S3_BUCKET", "required when IMAGE_HOST=s3")
+    if (s.s3_access_key_id is None) != (s.s3_secret_access_key is None):
+        raise ConfigError(
+            "S3_SECRET_ACCESS_KEY", "set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither"
+        )
+
+
+def _shards_are_consistent(s: Settings) -> None:
+    if not s.shard_ids:
+        return
+    if s.shard_count is None:
+        raise ConfigError("SHARD_IDS", "needs SHARD_COUNT (the total over all processes)")
+    if max(s.shard_ids) >= s.shard_count:
+        raise ConfigError("SHARD_IDS", f"every shard id must be below SHARD_COUNT ({s.shard_count})")
+    if len(s.shard_ids) < s.shard_count and s.database_url is None:
+        raise ConfigError(
+            "DATABASE_URL", "required when SHARD_IDS runs only some shards (the processes share one database)"
+        )
+
+
+def _heartbeat_within_lease(s: Settings) -> None:
+    if s.lease_heartbeat_s * 2 > s.lease_s:
+        raise ConfigError("JOB_LEASE_HEARTBEAT_SECONDS", "must be at most half of JOB_LEASE_SECONDS")
+
+
 # Rules between settings, run in order once every variable is valid; each raises ConfigError.
-CHECKS: tuple[Callable[[Settings], None], ...] = (_local_host_needs_public_web_server,)
+CHECKS: tuple[Callable[[Settings], None], ...] = (
+    _local_host_needs_public_web_server,
+    _s3_host_needs_a_bucket,
+    _shards_are_consistent,
+    _heartbeat_within_lease,
+)
 
 
 def load_settings(env: Mapping[str, str]) -> Settings:

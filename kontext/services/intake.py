@@ -215,10 +215,10 @@ class Intake:
         except KontextError as exc:
             raise RefusedError(Refused.of(exc)) from exc
 
-    def abandon(self, accepted: Accepted) -> None:
+    async def abandon(self, accepted: Accepted) -> None:
         """The request will not become a job: give back its place in line and its quota."""
         self.runner.release()
-        self.moderation.refund(accepted.admission.charge)
+        await self.moderation.refund(accepted.admission.charge)
 
     async def start(self, accepted: Accepted, handle: InteractionHandle) -> JobRecord:
         """Persist and start the job; on failure the quota is refunded and the error raised."""
@@ -227,7 +227,7 @@ class Intake:
             try:
                 await self.runner.start_job(job)
             except BaseException:
-                self.moderation.refund(accepted.admission.charge)
+                await self.moderation.refund(accepted.admission.charge)
                 raise
             log.info(
                 "accepted /%s from user %s in channel %s (model=%s size=%s)",

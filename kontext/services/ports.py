@@ -14,6 +14,7 @@ from kontext.domain.events import Delivered, Done, Failed, StatusEvent
 from kontext.domain.generation import GenerationRequest, TaskStatus
 from kontext.domain.images import FittedResult, ImageLimits, NormalisedImage
 from kontext.domain.jobs import JobRecord, JobState
+from kontext.domain.policy import Allowed, Denied
 
 # --- the image provider ----------------------------------------------------------------------------
 
@@ -134,15 +135,43 @@ ReporterFactory = Callable[[JobRecord], Reporter]
 
 
 class JobStore(Protocol):
-    """Job records with compare-and-set state transitions."""
+    """Job records, each owned by one live process through a lease.
 
-    async def insert_job(self, job: JobRecord) -> None: ...
+    Only the owner changes a job (``update_job`` and ``transition`` return False otherwise), so when
+    a process dies, another one claims its jobs once their lease ran out and finishes each once.
+    """
+
+    #: True when several processes share this store (they coordinate by leases).
+    shared: bool
+
+    async def insert_job(self, job: JobRecord) -> None:
+        """Persist a new job, owned by this process."""
+        ...
+
     async def get_job(self, job_id: str) -> JobRecord | None: ...
-    async def update_job(self, job: JobRecord, **changes: Any) -> None: ...
+
+    async def update_job(self, job: JobRecord, **changes: Any) -> bool:
+        """Persist ``changes`` if this process still owns the job."""
+        ...
+
     async def transition(
         self, job: JobRecord, from_states: Iterable[JobState], to_state: JobState, **changes: Any
-    ) -> bool: ...
-    async def active_jobs(self) -> list[JobRecord]: ...
+    ) -> bool:
+        """Compare-and-set: only from one of ``from_states``, only by the owner."""
+        ...
+
+    async def claim_jobs(self, *, everything: bool = False, limit: int = 1000) -> list[JobRecord]:
+        """Take over unfinished jobs whose lease ran out (``everything``: all, for a sole process)."""
+        ...
+
+    async def renew_leases(self) -> int:
+        """Extend the leases of this process's unfinished jobs; returns how many."""
+        ...
+
+    async def release_leases(self) -> int:
+        """Let another process take this one's unfinished jobs at once (clean shutdown)."""
+        ...
+
     async def prune(self, before: float) -> tuple[int, int]: ...
 
 
@@ -155,7 +184,7 @@ class SettingsStore(Protocol):
 
 
 class UsageStore(Protocol):
-    """Daily usage counters per server and user."""
+    """Daily usage rows per server and user."""
 
     async def add_usage(self, day: str, guild_id: int, user_id: int, at: float, count: int = 1) -> None: ...
     async def usage_snapshot(self, day: str, guild_id: int) -> tuple[dict[int, int], dict[int, float]]: ...
@@ -166,3 +195,58 @@ class Store(JobStore, SettingsStore, UsageStore, Protocol):
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
+
+
+# --- admission accounting ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageSnapshot:
+    """What the policy needs to know of today's usage for one request."""
+
+    user_jobs_today: int
+    guild_jobs_today: int
+    user_last_job_at: float | None
+
+
+@dataclass(frozen=True)
+class UsageCharge:
+    """What one admission counted, so it can be refunded."""
+
+    guild: int
+    day: str
+    user_id: int
+    previous_last: float | None
+
+
+Decide = Callable[[UsageSnapshot], Allowed | Denied]
+
+
+class UsageLedger(Protocol):
+    """Admit-and-count as one atomic step (in memory for one process, in the database for several)."""
+
+    async def admit(
+        self, guild: int, user_id: int, day: str, now: float, decide: Decide
+    ) -> tuple[Allowed | Denied, UsageCharge | None]:
+        """Run ``decide`` on the current usage and count the request if allowed, atomically."""
+        ...
+
+    async def refund(self, charge: UsageCharge) -> None:
+        """Take back one admission (quota and cooldown)."""
+        ...
+
+    async def counts(self, guild: int, day: str) -> dict[int, int]:
+        """Per-user counts of a server's day."""
+        ...
+
+    async def flush(self) -> None:
+        """Wait for counts still being written."""
+        ...
+
+
+class SessionStartGate(Protocol):
+    """Discord allows one IDENTIFY per ``max_concurrency`` bucket per 5 s, across every process."""
+
+    async def wait_turn(self, bucket: int, spacing: float) -> None:
+        """Return when this process may IDENTIFY in ``bucket`` (``spacing`` s after the last one)."""
+        ...

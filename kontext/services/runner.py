@@ -5,6 +5,10 @@ that follows it, so after a restart :meth:`JobRunner.resume_all` can tell exactl
 a job with a task id is polled and delivered once; a job caught mid-submit is reported failed and
 never submitted again (a second submit costs the server owner money).
 
+Each unfinished job is owned by one process through a lease in the store: when a process dies, a
+live one (or its replacement) claims the job once the lease ran out, and a process that lost a job
+can no longer change it (every step is a compare-and-set on state AND owner).
+
 The runner only talks to ports (provider, host, store, downloader, image processor, reporter) and
 tells the requester's side what happens through events (:mod:`kontext.domain.events`); it never
 words anything itself.
@@ -50,7 +54,7 @@ from kontext.services.ports import (
     ReporterFactory,
 )
 from kontext.services.status import StatusLine
-from kontext.support.background import BackgroundTasks
+from kontext.support.background import BackgroundTasks, every
 from kontext.support.logs import job_context
 from kontext.support.metrics import Metrics
 
@@ -60,6 +64,11 @@ log = logging.getLogger("kontext.jobs")
 RESUME_GRACE_S = 120.0
 #: Extra seconds the overall timeout allows beyond the deadline, so polling can report its own reason.
 DEADLINE_SLACK_S = 5.0
+
+
+class JobLost(Exception):
+    """Another process took the job over (this one's lease ran out): stop touching it, quietly."""
+
 
 #: Called once when a job ends (done or failed) with its normalised input and result, if known.
 FinishedHook = Callable[[JobRecord, bytes | None, bytes | None], None]
@@ -118,6 +127,7 @@ class JobRunner:
         self._inputs: dict[str, bytes] = {}
         self._submitting: set[str] = set()
         self._submits_drained = asyncio.Event()
+        self._leases = BackgroundTasks("leases", log)
         metrics.gauge("jobs_running", lambda: self.scheduler.running_total)
         metrics.gauge("jobs_waiting", lambda: self.scheduler.waiting_count)
 
@@ -157,22 +167,39 @@ class JobRunner:
     # --- lifecycle ----------------------------------------------------------------------------
 
     async def resume_all(self) -> int:
-        """Pick up every unfinished job from the store (call once at start). Returns how many."""
-        jobs = await self.ports.store.active_jobs()
+        """Take over unfinished jobs (call once at start) and, when processes share the store, keep
+        leases alive and pick up the jobs of processes that died. Returns how many were taken now."""
+        store = self.ports.store
+        taken = await self._take_over(await store.claim_jobs(everything=not store.shared))
+        if store.shared:
+            self._leases.spawn(
+                every(self.settings.lease_heartbeat_s, self._heartbeat, logger=log, what="lease heartbeat"),
+                name="lease-heartbeat",
+            )
+        return taken
+
+    async def _heartbeat(self) -> None:
+        await self.ports.store.renew_leases()
+        if self.accepting:
+            await self._take_over(await self.ports.store.claim_jobs())
+
+    async def _take_over(self, jobs: list[JobRecord]) -> int:
+        taken = 0
         for job in jobs:
             if job.id in self._running:
                 continue
+            taken += 1
             if job.state is JobState.SUBMITTING:
                 with job_context(job.id):
                     log.warning(
-                        "job was mid-submit when the bot stopped; reporting it failed, not resubmitting"
+                        "job was mid-submit when its process stopped; reporting it failed, not resubmitting"
                     )
                 self._spawn_failure(job, JobInterrupted("interrupted during submit"))
                 continue
             log.info("resuming job %s in state %s", job.id, job.state)
             self.metrics.inc("jobs_resumed_total")
             self._spawn(job, resumed=True)
-        return len(jobs)
+        return taken
 
     async def stop(self, grace: float = 3.0) -> None:
         """Stop accepting; let submits on the wire get their task id; leave the rest resumable."""
@@ -183,7 +210,12 @@ class JobRunner:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._submits_drained.wait(), grace)
         left = len(self._tasks)
+        await self._leases.close()
         await self._tasks.close(timeout=max(0.5, deadline - time.monotonic()))
+        try:  # another process may take the unfinished jobs at once instead of after the lease
+            await self.ports.store.release_leases()
+        except Exception as exc:  # noqa: BLE001 - shutting down: the leases will simply run out
+            log.warning("could not release job leases: %r", exc)
         log.info("runner stopped; %d job(s) left resumable", left)
 
     async def wait_idle(self) -> None:
@@ -233,6 +265,8 @@ class JobRunner:
             except asyncio.CancelledError:
                 log.info("job task cancelled in state %s (resumable)", job.state)
                 raise
+            except JobLost:
+                log.warning("job was taken over by another process in state %s; leaving it", job.state)
             except TimeoutError:
                 timeout = TaskTimedOut("overall deadline passed", seconds=int(self.settings.job_timeout_s))
                 await self._fail(job, timeout, reporter)
@@ -258,6 +292,13 @@ class JobRunner:
             budget = max(0.0, run.deadline - time.time()) + DEADLINE_SLACK_S
             await asyncio.wait_for(self._pipeline(run), budget)
 
+    async def _move(
+        self, job: JobRecord, from_state: JobState, to_state: JobState, **changes: object
+    ) -> None:
+        """One write-ahead step; :class:`JobLost` when another process owns the job now."""
+        if not await self.ports.store.transition(job, [from_state], to_state, **changes):
+            raise JobLost(f"{job.id}: {from_state} -> {to_state} refused")
+
     async def _pipeline(self, run: _Run) -> None:
         job = run.job
         if job.state is JobState.RECEIVED:
@@ -270,9 +311,9 @@ class JobRunner:
             await self._deliver(run)
 
     async def _host_input(self, run: _Run) -> None:
-        job, store, host = run.job, self.ports.store, self.ports.host
+        job, host = run.job, self.ports.host
         if job.kind is JobKind.IMAGINE or not job.input_url:
-            await store.transition(job, [JobState.RECEIVED], JobState.HOSTED, host_name=None, hosted_url=None)
+            await self._move(job, JobState.RECEIVED, JobState.HOSTED, host_name=None, hosted_url=None)
             return
         await run.line.show(Uploading(), force=True)
         data = await self._fetch_input(job.input_url)
@@ -291,9 +332,9 @@ class JobRunner:
         hosted = await host.put(
             job.id, image.data, image.content_type, image.extension, run.reporter.attach_input
         )
-        await store.transition(
+        await self._move(
             job,
-            [JobState.RECEIVED],
+            JobState.RECEIVED,
             JobState.HOSTED,
             host_name=host.name,
             hosted_url=hosted.url,
@@ -316,7 +357,7 @@ class JobRunner:
             raise ImageDownloadFailed(f"input download failed: {exc}") from exc
 
     async def _submit(self, run: _Run) -> None:
-        job, store = run.job, self.ports.store
+        job = run.job
         request = GenerationRequest(
             model=job.model,
             prompt=job.prompt,
@@ -326,13 +367,13 @@ class JobRunner:
             safety_tolerance=job.safety_tolerance,
             prompt_upsampling=job.prompt_upsampling,
         )
-        if not await store.transition(job, [JobState.HOSTED], JobState.SUBMITTING):
-            raise JobInterrupted(f"job left state hosted unexpectedly ({job.state})")
+        await self._move(job, JobState.HOSTED, JobState.SUBMITTING)
         self._submitting.add(job.id)
         try:
             task_id = await self.ports.provider.submit(request, idempotency_key=job.id)
-            await store.transition(
-                job, [JobState.SUBMITTING], JobState.SUBMITTED, task_id=task_id, submitted_at=time.time()
+            log.info("task %s created", task_id)  # before the write: an operator can still find it
+            await self._move(
+                job, JobState.SUBMITTING, JobState.SUBMITTED, task_id=task_id, submitted_at=time.time()
             )
         finally:
             self._submitting.discard(job.id)
@@ -364,9 +405,7 @@ class JobRunner:
         )
         if not status.result_urls:
             raise ResultError("completed task has no result URL", reason="no image in the result")
-        await self.ports.store.transition(
-            job, [JobState.SUBMITTED], JobState.DELIVERING, result_url=status.result_urls[0]
-        )
+        await self._move(job, JobState.SUBMITTED, JobState.DELIVERING, result_url=status.result_urls[0])
         log.info("task completed after %.1f s", time.time() - (job.submitted_at or job.created_at))
 
     async def _deliver(self, run: _Run) -> None:
@@ -388,9 +427,9 @@ class JobRunner:
             run.notes.append(Note.REENCODED)
             log.info("result re-encoded to %d bytes to fit %d", len(fitted.data), job.attachment_size_limit)
         delivered = await run.reporter.deliver(Done(fitted, round(job.elapsed()), tuple(run.notes)))
-        await self.ports.store.transition(
+        await self._move(
             job,
-            [JobState.DELIVERING],
+            JobState.DELIVERING,
             JobState.DONE,
             delivery=delivered.kind,
             result_message_id=delivered.message_id,

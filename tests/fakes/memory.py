@@ -19,7 +19,9 @@ _COLUMNS = {f.name for f in fields(JobRecord)}
 
 
 class MemoryStore:
-    """Job records, settings and usage in dicts; copies in and out, like a database."""
+    """Job records, settings and usage in dicts; copies in and out, like a database (one process)."""
+
+    shared = False
 
     def __init__(self) -> None:
         self.jobs: dict[str, JobRecord] = {}
@@ -42,12 +44,13 @@ class MemoryStore:
         job = self.jobs.get(job_id)
         return copy.deepcopy(job) if job else None
 
-    async def update_job(self, job: JobRecord, **changes: Any) -> None:
+    async def update_job(self, job: JobRecord, **changes: Any) -> bool:
         assert set(changes) <= _COLUMNS
         changes.setdefault("updated_at", time.time())
         for name, value in changes.items():
             setattr(self.jobs[job.id], name, value)
             setattr(job, name, value)
+        return True
 
     async def transition(
         self, job: JobRecord, from_states: Iterable[JobState], to_state: JobState, **changes: Any
@@ -59,9 +62,15 @@ class MemoryStore:
         await self.update_job(job, state=to_state, **changes)
         return True
 
-    async def active_jobs(self) -> list[JobRecord]:
+    async def claim_jobs(self, *, everything: bool = False, limit: int = 1000) -> list[JobRecord]:
         active = [copy.deepcopy(j) for j in self.jobs.values() if j.state in ACTIVE_STATES]
-        return sorted(active, key=lambda j: j.created_at)
+        return sorted(active, key=lambda j: j.created_at)[:limit]
+
+    async def renew_leases(self) -> int:
+        return sum(1 for j in self.jobs.values() if j.state in ACTIVE_STATES)
+
+    async def release_leases(self) -> int:
+        return 0
 
     async def prune(self, before: float) -> tuple[int, int]:
         old = [k for k, j in self.jobs.items() if j.state in FINAL_STATES and j.updated_at < before]

@@ -1,8 +1,11 @@
-"""The discord.py client: gateway connection, command tree, extensions, and the error boundary.
+"""The discord.py client: gateway shards, command tree, extensions, and the error boundary.
 
 What the bot does lives behind :class:`Backend` (built by :mod:`kontext.app`); this class only
-does the Discord part of starting and stopping: aim discord.py at the configured servers, load the
-cogs, sync the commands, route unexpected command errors to
+does the Discord part of starting and stopping: aim discord.py at the configured servers, run this
+process's shards (``SHARD_COUNT``/``SHARD_IDS``; by default all of Discord's recommended count),
+space session starts as Discord requires across every process (one IDENTIFY per
+``max_concurrency`` bucket per 5 s, through the backend's session-start gate), load the cogs, sync
+the commands, and route unexpected command errors to
 :func:`~kontext.adapters.discord.interactions.report_unexpected`.
 """
 
@@ -23,11 +26,14 @@ from kontext.adapters.discord.translator import KontextTranslator
 from kontext.config import Settings
 from kontext.domain.jobs import JobRecord
 from kontext.services.moderation import Moderation
+from kontext.services.ports import SessionStartGate
 from kontext.services.runner import JobRunner
 
 log = logging.getLogger("kontext.bot")
 
 EXTENSIONS = ("cogs.edit", "cogs.settings")
+#: Discord's spacing of session starts within one ``max_concurrency`` bucket (seconds).
+IDENTIFY_SPACING_S = 5.0
 
 # The bot never joins voice channels: silence discord.py's start-up warnings about voice libraries.
 discord.VoiceClient.warn_nacl = False
@@ -44,6 +50,7 @@ class Backend(Protocol):
     moderation: Moderation
     modlog: ModLog
     runner: JobRunner
+    session_gate: SessionStartGate
 
     async def start(self, bot: KontextBot) -> None:
         """Build and start everything that needs the running loop (before the gateway connects)."""
@@ -73,8 +80,8 @@ class KontextTree(app_commands.CommandTree[Any]):
         await report_unexpected(interaction, error)
 
 
-class KontextBot(commands.Bot):
-    """The Discord client of one bot process."""
+class KontextBot(commands.AutoShardedBot):
+    """The Discord client of one bot process (one or more gateway shards)."""
 
     def __init__(self, settings: Settings, backend: Backend, **options: Any) -> None:
         intents = discord.Intents.none()
@@ -85,11 +92,14 @@ class KontextBot(commands.Bot):
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),  # nothing pings unless a call says so
             tree_cls=KontextTree,
+            shard_count=settings.shard_count,
+            shard_ids=list(settings.shard_ids) if settings.shard_ids else None,  # type: ignore[arg-type]
             **options,
         )
         self.settings = settings
         self.backend = backend
         self.result_view_factory: ViewFactory | None = None
+        self.max_concurrency = 1
         self._closing_started = False
 
     def connected(self) -> bool:
@@ -97,6 +107,7 @@ class KontextBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         await self.backend.start(self)
+        await self._plan_shards()
         await self.tree.set_translator(KontextTranslator())
         for extension in EXTENSIONS:
             await self.load_extension(extension)
@@ -104,6 +115,26 @@ class KontextBot(commands.Bot):
         resumed = await self.backend.resume()
         if resumed:
             log.info("resumed %d unfinished job(s)", resumed)
+
+    async def _plan_shards(self) -> None:
+        """Read Discord's recommended shard count and session-start concurrency (GET /gateway/bot).
+
+        Fixing the count here keeps discord.py on the configured gateway URL (``DISCORD_GATEWAY_URL``)."""
+        recommended, _url, limits = await self.http.get_bot_gateway()
+        self.max_concurrency = max(1, int(limits.get("max_concurrency", 1)))
+        if self.shard_count is None:
+            self.shard_count = recommended
+        log.info(
+            "running shard(s) %s of %d (session starts: %d at a time)",
+            ",".join(map(str, self.shard_ids or range(self.shard_count))),
+            self.shard_count,
+            self.max_concurrency,
+        )
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Wait for this shard's session-start slot, shared by every process of the bot."""
+        bucket = (shard_id or 0) % self.max_concurrency
+        await self.backend.session_gate.wait_turn(bucket, IDENTIFY_SPACING_S)
 
     async def _sync_commands(self) -> None:
         guild_id = self.settings.dev_guild_id

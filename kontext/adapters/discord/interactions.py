@@ -162,11 +162,11 @@ class InteractionIntake:
             status = await interaction.original_response()
         except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
             # Nothing was accepted: the user sees Discord's own "did not respond" notice.
-            self.intake.abandon(decision)
+            await self.intake.abandon(decision)
             log.warning("could not acknowledge /%s from user %s: %r", kind, request.user_id, exc)
             return None
         except BaseException:
-            self.intake.abandon(decision)
+            await self.intake.abandon(decision)
             raise
         handle = InteractionHandle(
             application_id=interaction.application_id,

@@ -29,6 +29,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ApiError
 from .records import RecordedRequest
@@ -130,7 +131,9 @@ class RateLimitMixin:
                 return spec, spec.bucket or f"{method} {route}"
         return DEFAULT_ROUTE_LIMIT, f"{method} {route}"
 
-    def _window(self, windows: dict, key: object, per: float, now: float) -> _Window:  # type: ignore[type-arg]
+    @staticmethod
+    def _window(windows: dict[Any, _Window], key: Any, per: float, now: float) -> _Window:
+        """The current fixed window of ``key`` (a new one once the old has ended)."""
         window = windows.get(key)
         if window is None or now >= window.reset_at:
             window = windows[key] = _Window(reset_at=now + per)
