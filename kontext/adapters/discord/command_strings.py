@@ -22,7 +22,7 @@ from discord.app_commands import TranslationContextLocation as Where
 
 from kontext.adapters.discord.client import EXTENSIONS, Backend, KontextBot
 from kontext.adapters.discord.translator import KontextTranslator, message_id
-from kontext.config import Settings
+from kontext.config import load_settings
 
 #: What Discord accepts for each kind of string (shown to translators in the template).
 LIMITS = {
@@ -44,10 +44,17 @@ class CommandString:
     line: int
 
 
+#: Placeholders in the shape of real credentials: the bot below never connects, so they are never sent.
+_OFFLINE = {
+    "DISCORD_TOKEN": "offline-placeholder-id.offline.offline-placeholder-signature",
+    "APIMART_API_KEY": "offline-placeholder",
+}
+
+
 class _NoBackend:
     """Enough of a backend for the cogs to be constructed (nothing runs)."""
 
-    settings = interactions = moderation = modlog = runner = None
+    settings = interactions = moderation = modlog = runner = session_gate = None
 
     async def start(self, bot: KontextBot) -> None:  # pragma: no cover - never started
         return None
@@ -60,8 +67,8 @@ class _NoBackend:
 
 
 async def loaded_bot() -> KontextBot:
-    """A bot with every cog loaded and the catalog translator set, never connected."""
-    bot = KontextBot(cast(Settings, None), cast(Backend, _NoBackend()))
+    """A bot with every cog loaded and the catalog translator set, never connected (default settings)."""
+    bot = KontextBot(load_settings(_OFFLINE), cast(Backend, _NoBackend()))
     await bot.tree.set_translator(KontextTranslator())
     for extension in EXTENSIONS:
         await bot.load_extension(extension)
@@ -78,7 +85,9 @@ async def sync_payload(translator: app_commands.Translator | None = None) -> lis
             await command.get_translated_payload(bot.tree, translator) for command in bot.tree.get_commands()
         ]
     finally:
-        await bot.close()
+        await (
+            bot.http.close()
+        )  # never logged in: nothing else to close (a sharded client cannot close unstarted)
 
 
 def _kind(location: Where, data: object) -> str:
