@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 from discord.app_commands import Choice
+from discord.app_commands import locale_str as _
 from discord.ext import commands
 
 from kontext.adapters.discord.interactions import first_image, locale_of, report_unexpected
@@ -23,17 +24,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kontext.cogs.edit")
 
+# Command strings are English here (Discord's default) and translated in kontext/i18n/locale by id (see
+# kontext/adapters/discord/translator.py); strings shared by /edit and /imagine carry one explicit id.
 MODEL_CHOICES = [
     Choice(name="Flux Kontext Pro", value="flux-kontext-pro"),
-    Choice(name="Flux Kontext Max (higher quality)", value="flux-kontext-max"),
+    Choice(name=_("Flux Kontext Max (higher quality)", key="choice.model.max"), value="flux-kontext-max"),
 ]
-ASPECT_CHOICES = [Choice(name=("match input" if s == DEFAULT_EDIT_SIZE else s), value=s) for s in SIZES]
+#: Sizes shown as words (the ratios read the same in every language).
+SIZE_NAMES = {
+    DEFAULT_EDIT_SIZE: _("match input", key="choice.aspect.match_input"),
+    "auto": _("auto", key="choice.aspect.auto"),
+}
+ASPECT_CHOICES = [Choice(name=SIZE_NAMES.get(s, s), value=s) for s in SIZES]
 FORMAT_CHOICES = [Choice(name="PNG", value="png"), Choice(name="JPEG", value="jpg")]
 OPTION_DESCRIPTIONS = {
-    "model": "Pro is faster and cheaper, Max gives higher quality",
-    "format": "Output file format (default PNG)",
-    "enhance": "Let the model expand your prompt (prompt upsampling)",
-    "safety": "Ask for a stricter safety filter (0 strictest … 6); never looser than the server allows",
+    "model": _("Pro is faster and cheaper, Max gives higher quality", key="option.model.description"),
+    "format": _("Output file format (default PNG)", key="option.format.description"),
+    "enhance": _("Let the model expand your prompt (prompt upsampling)", key="option.enhance.description"),
+    "safety": _(
+        "Ask for a stricter safety filter (0 strictest … 6); never looser than the server allows",
+        key="option.safety.description",
+    ),
 }
 
 PromptHandler = Callable[[discord.Interaction[Any], str], Awaitable[None]]

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 from discord.app_commands import Choice
+from discord.app_commands import locale_str as _
 from discord.ext import commands
 
 from kontext.adapters.discord.interactions import is_admin, locale_of
+from kontext.adapters.discord.modlog import LogProblem
 from kontext.domain.generation import MODELS
 from kontext.domain.guild_settings import GuildSettings, SettingsError
 from kontext.domain.policy import next_reset
@@ -21,15 +24,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kontext.cogs.settings")
 
+# Command strings are English here (Discord's default) and translated in kontext/i18n/locale by id (see
+# kontext/adapters/discord/translator.py); choices carry an explicit id.
 ACTIONS = [
-    Choice(name="add", value="add"),
-    Choice(name="remove", value="remove"),
-    Choice(name="clear", value="clear"),
+    Choice(name=_("add", key="choice.action.add"), value="add"),
+    Choice(name=_("remove", key="choice.action.remove"), value="remove"),
+    Choice(name=_("clear", key="choice.action.clear"), value="clear"),
 ]
 MODEL_SETS = [
-    Choice(name="both", value="both"),
-    Choice(name="flux-kontext-pro only", value="flux-kontext-pro"),
-    Choice(name="flux-kontext-max only", value="flux-kontext-max"),
+    Choice(name=_("both", key="choice.models.both"), value="both"),
+    Choice(name=_("flux-kontext-pro only", key="choice.models.pro_only"), value="flux-kontext-pro"),
+    Choice(name=_("flux-kontext-max only", key="choice.models.max_only"), value="flux-kontext-max"),
 ]
 MODEL_CHOICES = [Choice(name=m, value=m) for m in MODELS]
 
@@ -107,7 +112,10 @@ class SettingsCog(
             name=t("show_roles", locale),
             value=_ids(s.roles, "<@&{}>") if s.roles else t("show_everyone", locale),
         )
-        embed.add_field(name=t("show_cooldown", locale), value=f"{s.cooldown_s} s" if s.cooldown_s else "—")
+        embed.add_field(
+            name=t("show_cooldown", locale),
+            value=t("show_cooldown_value", locale, seconds=s.cooldown_s) if s.cooldown_s else "—",
+        )
         embed.add_field(
             name=t("show_quota", locale),
             value=t(
@@ -123,23 +131,24 @@ class SettingsCog(
             channel = interaction.guild.get_channel(s.log_channel_id)
             me = interaction.guild.me
             if channel is None:
-                problem = "channel not found"
+                problem = LogProblem.CHANNEL_NOT_FOUND
             elif me is not None:
                 perms = channel.permissions_for(me)
                 if not (
                     perms.view_channel and perms.send_messages and perms.embed_links and perms.attach_files
                 ):
-                    problem = "missing permission"
+                    problem = LogProblem.MISSING_PERMISSION
         if problem:
-            log_value += "\n⚠️ " + t("show_log_problem", locale, problem=problem)
+            log_value += "\n⚠️ " + t("show_log_problem", locale, problem=t(problem.message_key, locale))
         embed.add_field(name=t("show_log_channel", locale), value=log_value)
         embed.add_field(
             name=t("show_blocklist", locale), value=t("show_blocklist_count", locale, count=len(s.blocklist))
         )
-        usage = t("show_usage_value", locale, total=total, reset=int(next_reset(now)))
+        usage = t("show_usage_value", locale, total=total, reset_at=int(next_reset(now)))
         if top:
             usage += "\n" + "\n".join(f"<@{user}>: {count}" for user, count in top)
-        embed.add_field(name=t("show_usage", locale), value=usage, inline=False)
+        today = datetime.fromtimestamp(now, UTC).date()
+        embed.add_field(name=t("show_usage", locale, date=today), value=usage, inline=False)
         embed.set_footer(text=t("show_footer", locale))
         return embed
 
@@ -155,6 +164,7 @@ class SettingsCog(
     @app_commands.command(
         name="safety", description="Safety tolerance in ordinary channels (0 strictest … 6)"
     )
+    @app_commands.describe(value="Safety tolerance: 0 (strictest) to 6 (most permissive)")
     async def safety(
         self, interaction: discord.Interaction[Any], value: app_commands.Range[int, 0, 6]
     ) -> None:
@@ -163,12 +173,17 @@ class SettingsCog(
     @app_commands.command(
         name="nsfw-safety", description="Safety tolerance in age-restricted channels only (0 … 6)"
     )
+    @app_commands.describe(value="Tolerance in age-restricted channels: 0 (strictest) to 6 (most permissive)")
     async def nsfw_safety(
         self, interaction: discord.Interaction[Any], value: app_commands.Range[int, 0, 6]
     ) -> None:
         await self._change(interaction, nsfw_safety=value)
 
     @app_commands.command(name="models", description="Which models may be used, and the default")
+    @app_commands.describe(
+        allowed="Models people may use on this server",
+        default="Model used when someone does not pick one (must be allowed)",
+    )
     @app_commands.choices(allowed=MODEL_SETS, default=MODEL_CHOICES)
     async def models(
         self, interaction: discord.Interaction[Any], allowed: Choice[str], default: Choice[str] | None = None
@@ -182,6 +197,9 @@ class SettingsCog(
     @app_commands.command(
         name="channels", description="Channels where the bot may be used (empty = everywhere)"
     )
+    @app_commands.describe(
+        action="Add or remove a channel, or clear the list", channel="The channel to add or remove"
+    )
     @app_commands.choices(action=ACTIONS)
     async def channels(
         self,
@@ -192,6 +210,7 @@ class SettingsCog(
         await self._edit_ids(interaction, "channels", action.value, channel)
 
     @app_commands.command(name="roles", description="Roles that may use the bot (empty = everyone)")
+    @app_commands.describe(action="Add or remove a role, or clear the list", role="The role to add or remove")
     @app_commands.choices(action=ACTIONS)
     async def roles(
         self, interaction: discord.Interaction[Any], action: Choice[str], role: discord.Role | None = None
@@ -221,6 +240,7 @@ class SettingsCog(
         await self._change(interaction, **{field: updated})
 
     @app_commands.command(name="cooldown", description="Seconds a user must wait between requests (0 = off)")
+    @app_commands.describe(seconds="Minimum seconds between two requests of one user (0 turns it off)")
     async def cooldown(
         self, interaction: discord.Interaction[Any], seconds: app_commands.Range[int, 0, 86400]
     ) -> None:
@@ -228,6 +248,10 @@ class SettingsCog(
 
     @app_commands.command(
         name="quota", description="Jobs per day (UTC) per user and per server (0 = unlimited)"
+    )
+    @app_commands.describe(
+        user="Jobs per user per day (0 = unlimited)",
+        server="Jobs for the whole server per day (0 = unlimited)",
     )
     async def quota(
         self,
@@ -243,6 +267,7 @@ class SettingsCog(
     @app_commands.command(
         name="log-channel", description="Channel for the moderation log (omit to turn it off)"
     )
+    @app_commands.describe(channel="Where to post the log; leave it empty to turn the log off")
     async def log_channel(
         self, interaction: discord.Interaction[Any], channel: discord.TextChannel | None = None
     ) -> None:
@@ -262,6 +287,7 @@ class SettingsCog(
     @blocklist.command(
         name="add", description="Refuse prompts containing this word or pattern (* = anything)"
     )
+    @app_commands.describe(entry='Word or pattern; * matches anything, "quotes" match whole words only')
     async def blocklist_add(
         self, interaction: discord.Interaction[Any], entry: app_commands.Range[str, 1, 100]
     ) -> None:
@@ -269,6 +295,7 @@ class SettingsCog(
         await self._change(interaction, blocklist=[*current, entry])
 
     @blocklist.command(name="remove", description="Remove a block-list entry")
+    @app_commands.describe(entry="The entry to remove, as /kontext blocklist list shows it")
     async def blocklist_remove(self, interaction: discord.Interaction[Any], entry: str) -> None:
         current = (await self.moderation.settings(interaction.guild_id or 0)).blocklist
         wanted = entry.strip().casefold()

@@ -202,7 +202,7 @@ async def test_settings_survive_a_restart_and_show_usage(world: World) -> None:
     show = await kontext(world, "show", user_id=mod)
     text = reply_text(show)
     assert "5 per user, 50 per server" in text
-    assert "1 jobs" in text and f"<@{world.user.id}>: 1" in text
+    assert "1 job;" in text and f"<@{world.user.id}>: 1" in text  # one job, not "1 jobs"
     await world.result_of(await world.edit())
     assert world.apimart.submissions[-1].json["safety_tolerance"] == 0
 

@@ -78,7 +78,9 @@ def test_over_long_prompts_are_refused(unit: str) -> None:
         clean_prompt(prompt)
     refused = raised.value.refused
     assert refused.reason == "prompt too long"
-    assert str(MAX_PROMPT_CHARS) in t(refused.code, "en-US", **refused.params)
+    assert f"{MAX_PROMPT_CHARS:,}" in t(
+        refused.code, "en-US", **refused.params
+    )  # "1,800": a localised number
 
 
 def job_for(prompt: str, **changes: Any) -> m.JobRecord:

@@ -40,6 +40,12 @@ class ImageTooLarge(ImageError):
     code = "image_too_large"
 
 
+class ImageTooLargeUnknownSize(ImageTooLarge):
+    """A download passed the limit before its size was known (params: limit_mb)."""
+
+    code = "image_too_large_unknown_size"
+
+
 class NotAnImage(ImageError):
     """Not a supported image format (params: kind)."""
 

@@ -150,8 +150,8 @@ def check_attachment(attachment: AttachmentInfo, settings: Settings) -> None:
     if attachment.size > settings.max_input_bytes:
         too_large = ImageTooLarge(
             f"attachment declares {attachment.size} bytes",
-            size_mb=f"{attachment.size / 1048576:.1f}",
-            limit_mb=f"{settings.max_input_mb:g}",
+            size_mb=round(attachment.size / 1048576, 1),
+            limit_mb=settings.max_input_mb,
         )
         raise RefusedError(Refused.of(too_large))
     if not looks_like_image(attachment.content_type, attachment.filename):

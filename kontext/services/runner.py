@@ -28,6 +28,7 @@ from kontext.domain.errors import (
     BusyError,
     ImageDownloadFailed,
     ImageTooLarge,
+    ImageTooLargeUnknownSize,
     JobInterrupted,
     KontextError,
     ResultError,
@@ -356,11 +357,12 @@ class JobRunner:
         try:
             return await self.ports.downloader.fetch(url, max_bytes=self.settings.max_input_bytes)
         except FetchTooLarge as exc:
+            limit_mb = self.settings.max_input_mb
+            if not exc.size:  # a streamed body cut at the cap has no known size: say "> limit", not "?"
+                raise ImageTooLargeUnknownSize(f"input download over cap: {exc}", limit_mb=limit_mb) from exc
+            size_mb = round(exc.size / 1048576, 1)
             raise ImageTooLarge(
-                f"input download over cap: {exc}",
-                # a streamed body cut at the cap has no known size: say "> limit", not "?"
-                size_mb=f"{exc.size / 1048576:.1f}" if exc.size else f"> {self.settings.max_input_mb:g}",
-                limit_mb=f"{self.settings.max_input_mb:g}",
+                f"input download over cap: {exc}", size_mb=size_mb, limit_mb=limit_mb
             ) from exc
         except FetchError as exc:
             raise ImageDownloadFailed(f"input download failed: {exc}") from exc

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from enum import StrEnum
 
 import discord
 
@@ -27,6 +28,17 @@ log = logging.getLogger("kontext.adapters.discord.modlog")
 COLOURS = {"done": discord.Colour.green(), "failed": discord.Colour.red(), "denied": discord.Colour.orange()}
 
 
+class LogProblem(StrEnum):
+    """Why the bot cannot post in a server's log channel (worded by ``/kontext show``)."""
+
+    MISSING_PERMISSION = "missing permission"
+    CHANNEL_NOT_FOUND = "channel not found"
+
+    @property
+    def message_key(self) -> str:
+        return "log_problem_" + self.name.lower()
+
+
 class ModLog:
     """Posts entries; remembers per guild why it could not (shown by ``/kontext show``)."""
 
@@ -34,7 +46,7 @@ class ModLog:
         self.client = client
         self.moderation = moderation
         self.images = images
-        self.problems: dict[int, str] = {}
+        self.problems: dict[int, LogProblem] = {}
         self._posts = BackgroundTasks("modlog", log)
 
     def clear_problem(self, guild_id: int) -> None:
@@ -122,7 +134,11 @@ class ModLog:
                 raise TypeError("not a text channel")
             await channel.send(embed=embed, files=files, allowed_mentions=discord.AllowedMentions.none())
         except (discord.Forbidden, discord.NotFound, TypeError) as exc:
-            reason = "missing permission" if isinstance(exc, discord.Forbidden) else "channel not found"
+            reason = (
+                LogProblem.MISSING_PERMISSION
+                if isinstance(exc, discord.Forbidden)
+                else LogProblem.CHANNEL_NOT_FOUND
+            )
             self.problems[guild_id] = reason
             log.warning("moderation log of guild %s disabled until settings change: %s", guild_id, reason)
         except Exception as exc:  # noqa: BLE001 - a log entry is best effort; it must never break a job

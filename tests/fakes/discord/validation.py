@@ -14,10 +14,14 @@ from .errors import FormError
 from .models import SELECT_TYPES, MessageFlags
 from .util import walk_components
 
+#: Discord's locales (``AvailableLocalesEnum`` of its OpenAPI spec).
 VALID_LOCALES = frozenset(
-    "id da de en-GB en-US es-ES es-419 fr hr it lt hu nl no pl pt-BR ro fi sv-SE vi tr cs el bg ru uk hi th "
-    "zh-CN ja zh-TW ko".split()
+    "ar bg cs da de el en-GB en-US es-419 es-ES fi fr he hi hr hu id it ja ko lt nl no pl pt-BR ro ru sv-SE "
+    "th tr uk vi zh-CN zh-TW".split()
 )
+#: Combined characters of a chat command's names, descriptions and choice names/values, counting the longest
+#: localization of each field (Discord's documented limit).
+MAX_COMMAND_CHARACTERS = 8000
 _URL_SCHEMES = ("http://", "https://", "attachment://")
 
 
@@ -45,12 +49,44 @@ def validate_commands(cmds: list[Any]) -> list[FormError]:
         if ctype != 1 and cmd.get("description"):
             errs.append((f"{p}.description", "BASE_TYPE_MAX_LENGTH", "Must be 0 or fewer in length."))
         errs += validate_options(f"{p}.options", cmd.get("options") or [], depth=0)
+        if ctype == 1 and command_size(cmd) > MAX_COMMAND_CHARACTERS:
+            errs.append((p, "APPLICATION_COMMAND_TOO_LARGE", "Command exceeds maximum size (8000)"))
     if counts.get(1, 0) > 100:
         errs.append(("", "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length."))
+    for ctype in counts:
+        same_type = [c for c in cmds if isinstance(c, dict) and c.get("type", 1) == ctype]
+        errs += [
+            ("", "APPLICATION_COMMANDS_DUPLICATE_NAME", f"Application command names must be unique ({loc})")
+            for loc in _localized_duplicates(same_type)
+        ]
     for t in (2, 3):
         if counts.get(t, 0) > 15:
             errs.append(("", "APPLICATION_COMMANDS_TOO_MANY", "Too many context menu commands."))
     return errs
+
+
+def _longest(obj: Mapping[str, Any], key: str) -> int:
+    values = [obj.get(key) or "", *(obj.get(f"{key}_localizations") or {}).values()]
+    return max(len(str(v)) for v in values)
+
+
+def command_size(obj: Mapping[str, Any]) -> int:
+    """Characters of names, descriptions and choices, the longest localization of each field counted."""
+    total = _longest(obj, "name") + _longest(obj, "description")
+    for choice in obj.get("choices") or []:
+        total += _longest(choice, "name") + len(str(choice.get("value", "")))
+    return total + sum(command_size(option) for option in obj.get("options") or [])
+
+
+def _localized_duplicates(options: list[dict[str, Any]]) -> list[str]:
+    """Locales in which two sibling options show the same name (a missing localization shows the default)."""
+    locales = {loc for opt in options for loc in (opt.get("name_localizations") or {})}
+    clashes = []
+    for loc in sorted(locales):
+        shown = [(opt.get("name_localizations") or {}).get(loc, opt.get("name")) for opt in options]
+        if len(shown) != len(set(shown)):
+            clashes.append(loc)
+    return clashes
 
 
 def _name_ok(name: Any, chat: bool) -> bool:
@@ -94,6 +130,10 @@ def validate_options(p: str, options: list[dict[str, Any]], depth: int) -> list[
     errs: list[FormError] = []
     if len(options) > 25:
         errs.append((p, "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."))
+    errs += [
+        (p, "APPLICATION_COMMAND_OPTIONS_NAME_ALREADY_EXISTS", f"Option names must be unique ({loc})")
+        for loc in _localized_duplicates(options)
+    ]
     names: set[str] = set()
     optional_seen = False
     for j, opt in enumerate(options):
@@ -131,6 +171,21 @@ def _validate_value_option(q: str, opt: Mapping[str, Any]) -> list[FormError]:
         errs.append((f"{q}.choices", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length."))
     if choices and opt.get("autocomplete"):
         errs.append((q, "APPLICATION_COMMAND_OPTION_CHOICES_AUTOCOMPLETE", "Autocomplete and choices"))
+    for k, choice in enumerate(choices):
+        errs += _validate_choice(f"{q}.choices.{k}", choice)
+    return errs
+
+
+def _validate_choice(p: str, choice: Mapping[str, Any]) -> list[FormError]:
+    """A choice: a name of 1-100 characters, localized the same way, in known locales."""
+    errs: list[FormError] = []
+    names = {"": choice.get("name"), **(choice.get("name_localizations") or {})}
+    for loc, name in names.items():
+        path = f"{p}.name_localizations.{loc}" if loc else f"{p}.name"
+        if loc and loc not in VALID_LOCALES:
+            errs.append((path, "BASE_TYPE_CHOICES", f"Value must be one of {sorted(VALID_LOCALES)}."))
+        elif not isinstance(name, str) or not 1 <= len(name) <= 100:
+            errs.append((path, "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length."))
     return errs
 
 
