@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -14,9 +13,9 @@ from discord.ext import commands
 
 from kontext.adapters.discord.interactions import is_admin, locale_of
 from kontext.adapters.discord.modlog import LogProblem
+from kontext.adapters.discord.settings_view import ServerState, blocklist_reply, settings_view
 from kontext.domain.generation import MODELS
 from kontext.domain.guild_settings import GuildSettings, SettingsError
-from kontext.domain.policy import next_reset
 from kontext.i18n import error_text, t
 
 if TYPE_CHECKING:
@@ -37,10 +36,6 @@ MODEL_SETS = [
     Choice(name=_("flux-kontext-max only", key="choice.models.max_only"), value="flux-kontext-max"),
 ]
 MODEL_CHOICES = [Choice(name=m, value=m) for m in MODELS]
-
-
-def _ids(values: list[int], fmt: str) -> str:
-    return ", ".join(fmt.format(v) for v in values) if values else "—"
 
 
 @app_commands.guild_only()
@@ -83,49 +78,33 @@ class SettingsCog(
             sorted(changes),
             interaction.guild_id,
         )
-        await interaction.response.send_message(
-            embed=await self._embed(interaction, updated, title=t("settings_saved", locale)), ephemeral=True
-        )
+        await self._reply(interaction, updated, t("settings_saved", locale))
 
-    async def _embed(
-        self, interaction: discord.Interaction[Any], s: GuildSettings, *, title: str
-    ) -> discord.Embed:
+    async def _reply(self, interaction: discord.Interaction[Any], s: GuildSettings, title: str) -> None:
+        """The settings (and, when they are long, the full lists as a file), privately."""
         assert interaction.guild_id is not None
         locale = locale_of(interaction)
-        now = self.moderation.clock()
         total, top = await self.moderation.usage_today(interaction.guild_id)
-        embed = discord.Embed(title=title, colour=discord.Colour.blurple())
-        bot_default = self.bot.settings.default_safety
-        for key, chosen in (("show_safety", s.safety), ("show_nsfw_safety", s.nsfw_safety)):
-            shown = str(chosen) if chosen is not None else f"{bot_default} ({t('show_default', locale)})"
-            embed.add_field(name=t(key, locale), value=shown)
-        embed.add_field(
-            name=t("show_models", locale),
-            value=f"{', '.join(s.allowed_models)}\n{t('show_default', locale)}: "
-            f"{s.default_model or self.bot.settings.default_model}",
+        state = ServerState(
+            settings=s,
+            usage_total=total,
+            top_users=top,
+            now=self.moderation.clock(),
+            bot_default_model=self.bot.settings.default_model,
+            bot_default_safety=self.bot.settings.default_safety,
+            log_problem=self._log_problem(interaction, s),
         )
-        embed.add_field(
-            name=t("show_channels", locale),
-            value=_ids(s.channels, "<#{}>") if s.channels else t("show_everywhere", locale),
+        embed, lists = settings_view(state, locale, title=title)
+        await interaction.response.send_message(
+            embed=embed,
+            file=lists or discord.utils.MISSING,
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
         )
-        embed.add_field(
-            name=t("show_roles", locale),
-            value=_ids(s.roles, "<@&{}>") if s.roles else t("show_everyone", locale),
-        )
-        embed.add_field(
-            name=t("show_cooldown", locale),
-            value=t("show_cooldown_value", locale, seconds=s.cooldown_s) if s.cooldown_s else "—",
-        )
-        embed.add_field(
-            name=t("show_quota", locale),
-            value=t(
-                "show_quota_value",
-                locale,
-                user=s.user_daily_quota or "∞",
-                server=s.guild_daily_quota or "∞",
-            ),
-        )
-        log_value = f"<#{s.log_channel_id}>" if s.log_channel_id else "—"
+
+    def _log_problem(self, interaction: discord.Interaction[Any], s: GuildSettings) -> str | None:
+        """Why the moderation log cannot be posted, worded for the reader (None when it can)."""
+        assert interaction.guild_id is not None
         problem = self.modlog.problems.get(interaction.guild_id)
         if s.log_channel_id and problem is None and interaction.guild is not None:
             channel = interaction.guild.get_channel(s.log_channel_id)
@@ -138,28 +117,13 @@ class SettingsCog(
                     perms.view_channel and perms.send_messages and perms.embed_links and perms.attach_files
                 ):
                     problem = LogProblem.MISSING_PERMISSION
-        if problem:
-            log_value += "\n⚠️ " + t("show_log_problem", locale, problem=t(problem.message_key, locale))
-        embed.add_field(name=t("show_log_channel", locale), value=log_value)
-        embed.add_field(
-            name=t("show_blocklist", locale), value=t("show_blocklist_count", locale, count=len(s.blocklist))
-        )
-        usage = t("show_usage_value", locale, total=total, reset_at=int(next_reset(now)))
-        if top:
-            usage += "\n" + "\n".join(f"<@{user}>: {count}" for user, count in top)
-        today = datetime.fromtimestamp(now, UTC).date()
-        embed.add_field(name=t("show_usage", locale, date=today), value=usage, inline=False)
-        embed.set_footer(text=t("show_footer", locale))
-        return embed
+        return t(problem.message_key, locale_of(interaction)) if problem else None
 
     @app_commands.command(name="show", description="Show every setting and today's usage")
     async def show(self, interaction: discord.Interaction[Any]) -> None:
         assert interaction.guild_id is not None
         s = await self.moderation.settings(interaction.guild_id)
-        embed = await self._embed(interaction, s, title=t("show_title", locale_of(interaction)))
-        await interaction.response.send_message(
-            embed=embed, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-        )
+        await self._reply(interaction, s, t("show_title", locale_of(interaction)))
 
     @app_commands.command(
         name="safety", description="Safety tolerance in ordinary channels (0 strictest … 6)"
@@ -279,10 +243,7 @@ class SettingsCog(
         updated = await self.moderation.reset(interaction.guild_id)
         self.modlog.clear_problem(interaction.guild_id)
         log.info("user %s reset /kontext settings in guild %s", interaction.user.id, interaction.guild_id)
-        await interaction.response.send_message(
-            embed=await self._embed(interaction, updated, title=t("settings_reset", locale_of(interaction))),
-            ephemeral=True,
-        )
+        await self._reply(interaction, updated, t("settings_reset", locale_of(interaction)))
 
     @blocklist.command(
         name="add", description="Refuse prompts containing this word or pattern (* = anything)"
@@ -304,13 +265,12 @@ class SettingsCog(
     @blocklist.command(name="list", description="Show the block-list")
     async def blocklist_list(self, interaction: discord.Interaction[Any]) -> None:
         entries = (await self.moderation.settings(interaction.guild_id or 0)).blocklist
-        text = "\n".join(f"• {discord.utils.escape_markdown(e)}" for e in entries) or t(
-            "show_blocklist_empty", locale_of(interaction)
-        )
-        if len(text) > 1900:
-            text = text[:1900] + "\n…"
+        text, whole = blocklist_reply(entries, locale_of(interaction))
         await interaction.response.send_message(
-            text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            text,
+            file=whole or discord.utils.MISSING,
+            ephemeral=True,
+            allowed_mentions=discord.AllowedMentions.none(),
         )
 
 

@@ -262,3 +262,31 @@ async def test_the_operator_s_default_safety_applies_to_every_server_until_an_ad
     await kontext(world, "safety", {"value": 1}, user_id=mod)
     await world.result_of(await world.edit())
     assert world.apimart.submissions[-1].json["safety_tolerance"] == 1
+
+
+async def test_replies_stay_inside_discord_limits_with_the_longest_lists(world: World) -> None:
+    """500 channels and 500 roles allowed, 200 long block-list entries: every reply is valid for
+    Discord (the fake refuses an embed field over 1,024 characters or an embed over 6,000) and the
+    full lists come as a file."""
+    bot = await world.start_bot()
+    mod = await admin(world)
+    channels = list(range(10**17, 10**17 + 499))
+    roles = list(range(2 * 10**17, 2 * 10**17 + 500))
+    entries = [f"forbidden phrase number {i:03d} " + "x" * 60 for i in range(200)]
+    await bot.backend.moderation.change(world.guild.id, channels=channels, roles=roles, blocklist=entries)
+
+    added = await kontext(world, "channels", {"action": "add", "channel": world.channel.id}, user_id=mod)
+    for inter in (added, await kontext(world, "show", user_id=mod)):
+        callback = inter.callbacks[0]
+        [embed] = callback.data["embeds"]  # type: ignore[index]
+        assert all(len(field["value"]) <= 1024 for field in embed["fields"])
+        assert sum(len(field["name"]) + len(field["value"]) for field in embed["fields"]) <= 6000
+        assert "more (the full list is attached)" in reply_text(inter)
+        [lists] = callback.files
+        text = lists.data.decode()
+        assert all(str(i) in text for i in [*channels, world.channel.id, *roles]), "every id is in the file"
+
+    listed = await kontext(world, "blocklist list", user_id=mod)
+    data = listed.callbacks[0].data or {}
+    assert len(data["content"]) <= 2000 and "more (the full list is attached)" in data["content"]
+    assert listed.callbacks[0].files[0].data.decode().splitlines() == entries

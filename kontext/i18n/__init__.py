@@ -36,6 +36,7 @@ PLURAL_COUNTS: dict[str, str] = {
     "show_blocklist_count": "count",
     "show_cooldown_value": "seconds",
     "show_usage_value": "total",
+    "show_list_more": "count",
 }
 #: Shown for an id no catalog knows (a bug, but the user still hears back).
 FALLBACK_KEY = "internal"
