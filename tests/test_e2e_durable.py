@@ -262,3 +262,11 @@ async def test_two_hundred_jobs_at_once(world: World) -> None:
             assert positions == sorted(positions, reverse=True) and len(set(positions)) == len(positions)
             assert positions[0] <= 200 - 8
     assert waited > 100
+
+    # Discord requests per job stay bounded whatever the line's length (the defer, a few status
+    # edits, the result): no edit storm when the line moves
+    per_job = [
+        sum(1 for r in world.discord.requests if r.kind == "api" and inter.token in r.path)
+        for inter in inters
+    ]
+    assert max(per_job) <= 12, f"{max(per_job)} Discord requests for one job"

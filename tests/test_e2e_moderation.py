@@ -9,6 +9,7 @@ import pytest
 
 from tests.fakes.discord import FakeInteraction, Perm
 from tests.harness import World, make_image
+from tests.waiting import eventually_async
 
 
 async def admin(world: World) -> int:
@@ -290,3 +291,43 @@ async def test_replies_stay_inside_discord_limits_with_the_longest_lists(world: 
     data = listed.callbacks[0].data or {}
     assert len(data["content"]) <= 2000 and "more (the full list is attached)" in data["content"]
     assert listed.callbacks[0].files[0].data.decode().splitlines() == entries
+
+
+async def test_a_request_that_never_started_does_not_use_up_the_quota(world: World) -> None:
+    """Quota counts accepted jobs only: when the acknowledgement fails (Discord answered 404 Unknown
+    interaction), or the bot cannot start the job after it, the daily edit is given back."""
+    bot = await world.start_bot()
+    await bot.backend.moderation.change(world.guild.id, user_daily_quota=1)
+    world.discord.fail_next(
+        "POST",
+        r"/interactions/\d+/[^/]+/callback",
+        404,
+        body={"message": "Unknown interaction", "code": 10062},
+    )
+    await world.edit()
+
+    async def nothing_counted() -> bool:
+        acknowledged = world.discord.find_requests("POST", "callback")
+        total, _ = await bot.backend.moderation.usage_today(world.guild.id)
+        return bool(acknowledged) and acknowledged[0].status == 404 and total == 0
+
+    await eventually_async(nothing_counted)
+
+    original_start = bot.backend.runner.start_job
+
+    async def refuse_once(job: object) -> None:
+        bot.backend.runner.start_job = original_start
+        bot.backend.runner.accepting = False
+        try:
+            await original_start(job)
+        finally:
+            bot.backend.runner.accepting = True
+
+    bot.backend.runner.start_job = refuse_once
+    assert "restarting" in await world.failure_of(await world.edit())
+
+    await world.result_of(await world.edit())  # the one edit of the day still works
+    denied = await world.edit()
+    await denied.wait_for_callback()
+    assert "used your 1 edit for today" in (world.ephemeral_reply(denied) or "")
+    assert len(world.apimart.submissions) == 1

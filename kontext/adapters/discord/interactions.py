@@ -158,8 +158,9 @@ class InteractionIntake:
             await reply_privately(interaction, t(decision.code, request.locale, **decision.params))
             return None
         try:
-            await interaction.response.defer(thinking=True)
-            status = await interaction.original_response()
+            deferred = await interaction.response.defer(thinking=True)
+            # Discord names the "thinking…" message in its answer; asking for it again costs a request
+            status_id = (deferred.message_id if deferred else None) or (await interaction.original_response()).id
         except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
             # Nothing was accepted: the user sees Discord's own "did not respond" notice.
             await self.intake.abandon(decision)
@@ -173,7 +174,7 @@ class InteractionIntake:
             interaction_id=interaction.id,
             token=interaction.token,
             issued_at=interaction.created_at.timestamp(),
-            status_message_id=status.id,
+            status_message_id=status_id,
             attachment_size_limit=interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT,
         )
         try:
