@@ -160,7 +160,9 @@ class InteractionIntake:
         try:
             deferred = await interaction.response.defer(thinking=True)
             # Discord names the "thinking…" message in its answer; asking for it again costs a request
-            status_id = (deferred.message_id if deferred else None) or (await interaction.original_response()).id
+            status_id = deferred.message_id if deferred else None
+            if status_id is None:
+                status_id = (await interaction.original_response()).id
         except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
             # Nothing was accepted: the user sees Discord's own "did not respond" notice.
             await self.intake.abandon(decision)
