@@ -37,6 +37,7 @@ class Server:
     hits: list[str] = field(default_factory=list)
     streamed: list[int] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)
+    stream_ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     def url(self, path: str) -> str:
         return str(self.server.make_url(path))
@@ -71,6 +72,8 @@ async def srv() -> AsyncIterator[Server]:
                 await asyncio.sleep(0)
         except (ConnectionError, asyncio.CancelledError):
             pass
+        finally:
+            state.stream_ended.set()
         return resp
 
     async def gzip_bomb(request: web.Request) -> web.Response:
@@ -181,7 +184,7 @@ async def test_cap_while_streaming_chunked(srv: Server, session: aiohttp.ClientS
     with pytest.raises(DownloadTooLarge) as info:
         await download_capped(session, srv.url("/endless"), max_bytes=200_000, allow_private=True)
     assert (info.value.size, info.value.limit) == (None, 200_000)
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(srv.stream_ended.wait(), 10)  # the server saw the connection go
     # we stopped reading soon after the cap: nowhere near the 160 MB the server would send
     assert sum(srv.streamed) < 5_000_000
 

@@ -6,6 +6,7 @@ import asyncio
 import os
 import random
 import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,16 @@ async def stopped_mid_poll(world: World, duration: float) -> tuple[FakeInteracti
     job_id = await wait_for_state(world.data_dir, "submitted")
     await world.stop_bot()
     return inter, job_id
+
+
+def backdate(data_dir: Path, job_id: str, *, seconds: float) -> None:
+    """Move a stored job's creation into the past (as if the bot had been down that long)."""
+    conn = sqlite3.connect(data_dir / "kontext.sqlite3")
+    try:
+        conn.execute("UPDATE jobs SET created_at = created_at - ? WHERE id = ?", (seconds, job_id))
+        conn.commit()
+    finally:
+        conn.close()
 
 
 def result_posts(inter: FakeInteraction, world: World) -> int:
@@ -74,7 +85,7 @@ async def test_job_completed_while_down_is_delivered_on_start(world: World) -> N
     job_id = await wait_for_state(world.data_dir, "submitted")
     await world.stop_bot()
     world.apimart.advance(60)  # the task finishes while the bot is down …
-    await asyncio.sleep(2.1)  # … and the bot stays down past the job's deadline
+    backdate(world.data_dir, job_id, seconds=60)  # … and the bot stays down past the job's deadline
 
     await world.start_bot(JOB_TIMEOUT_SECONDS="2")
     await world.result_of(inter)

@@ -21,6 +21,7 @@ from kontext.adapters.http.download import CHUNK_SIZE
 from tests.fakes.discord import FakeInteraction, FakeMessage
 from tests.harness import World, make_image
 from tests.test_e2e_hostile import CountingSession
+from tests.waiting import eventually_async
 
 WEBHOOK_EDIT = r"^/webhooks/\d+/[^/]+/messages/\d+$"
 WEBHOOK_SEND = r"^/webhooks/\d+/[^/]+$"
@@ -46,23 +47,32 @@ async def wait_for_status(inter: FakeInteraction, prefix: str) -> FakeMessage:
 async def job_of(world: World, inter: FakeInteraction) -> Any:
     """The job record behind an interaction (matched by its status message)."""
     assert inter.original is not None
-    for _ in range(100):
+    found: list[Any] = []
+
+    async def stored() -> bool:
         for submission in world.apimart.submissions:
             job = await world.bot.backend.store.get_job(submission.idempotency_key)
-            if job is not None and job.status_message_id == inter.original.id:
-                return job
-        await asyncio.sleep(0.05)
-    raise AssertionError("no job for this interaction")
+            if job is not None and inter.original is not None and job.status_message_id == inter.original.id:
+                found.append(job)
+                return True
+        return False
+
+    await eventually_async(stored)
+    return found[0]
 
 
 async def wait_final(world: World, inter: FakeInteraction) -> Any:
+    """The job once it is done or failed and the bot has finished its bookkeeping."""
     job = await job_of(world, inter)
-    for _ in range(200):
+
+    async def final() -> bool:
+        nonlocal job
         job = await world.bot.backend.store.get_job(job.id)
-        if job.state in ("done", "failed"):
-            return job
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"job {job.id} stuck in {job.state}")
+        return bool(job.state in ("done", "failed"))
+
+    await eventually_async(final)
+    await world.bot.backend.runner.wait_idle()
+    return job
 
 
 def channel_result(world: World) -> FakeMessage | None:
@@ -159,7 +169,7 @@ async def test_missing_send_permission_for_late_delivery_is_one_recorded_failure
 
     job = await wait_final(world, inter)
     assert job.state == "failed" and job.error_code == "delivery_failed"
-    await asyncio.sleep(0.5)  # a crash loop or retry storm would show up here
+    await world.discord.flush()  # the job has ended: nothing can post after this point
     posts = world.discord.find_requests("POST", CHANNEL_POST)
     assert len(posts) == 1 and posts[0].status == 403, [(p.path, p.status) for p in posts]
     failed_lines = [
@@ -180,8 +190,7 @@ async def test_gateway_disconnect_and_resume_mid_job(world: World) -> None:
     identifies = world.discord.identify_count
     await world.discord.disconnect_gateway(hold=True)
     # a user runs /edit while the bot is disconnected: Discord queues it and replays it on RESUME
-    during = await world.edit(make_image(96, 64), "sent during the outage")
-    await asyncio.sleep(0.3)
+    during = await world.edit(make_image(96, 64), "sent during the outage")  # queued for the RESUME
     world.discord.release_gateway()
 
     await world.result_of(first)

@@ -27,6 +27,7 @@ from kontext.config import load_settings
 from kontext.support.logs import JobFilter, JsonFormatter, job_context
 from tests.fakes.discord import FakeInteraction
 from tests.harness import API_KEY, ROOT, TOKEN, World, make_image
+from tests.waiting import eventually
 
 WEBHOOK_EDIT = r"^/webhooks/\d+/[^/]+/messages/\d+$"
 CHANNEL_POST = r"^/channels/\d+/messages$"
@@ -272,7 +273,7 @@ async def test_real_process_logs_at_debug_hold_no_secret(world: World, tmp_path:
             )
             bad = await world.edit()
             await world.failure_of(bad)
-            await asyncio.sleep(0.2)
+            await eventually(lambda: "job failed (api_auth)" in log_path.read_text(errors="replace"))
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 10) == 0
         finally:
