@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import json
 import os
 import statistics
 import sys
@@ -21,10 +22,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kontext.adapters.images.worker import ImageWorker
 from kontext.adapters.images.processing import ImageLimits, normalise_image
+from kontext.adapters.images.worker import ImageWorker
 
 LIMITS = ImageLimits(max_bytes=200 * 1024 * 1024, max_pixels=50_000_000, target_pixels=2_000_000)
+#: What ``--json FILE`` writes (keys in bench/README.md; run_all.py prefixes them with "image.").
+FIGURES: dict[str, float] = {}
 
 
 def photo(width: int, height: int) -> Image.Image:
@@ -82,6 +85,8 @@ async def concurrent(inputs: list[bytes], threads: list[int]) -> None:
             lag, elapsed = await loop_lag(through_worker)
         finally:
             worker.close()
+        FIGURES[f"worker_{count}.ms"] = elapsed * 1000
+        FIGURES[f"worker_{count}.max_lag_ms"] = lag * 1000
         label = f"{len(inputs)} at once, ImageWorker({count}):"
         print(f"{label:32s} {elapsed * 1000:6.0f} ms, max loop lag {lag * 1000:5.1f} ms")
 
@@ -91,6 +96,7 @@ async def concurrent(inputs: list[bytes], threads: list[int]) -> None:
             await asyncio.sleep(0)
 
     lag, elapsed = await loop_lag(inline)
+    FIGURES.update({"inline.ms": elapsed * 1000, "inline.max_lag_ms": lag * 1000})
     label = f"{len(inputs)} inline on the event loop:"
     print(f"{label:32s} {elapsed * 1000:6.0f} ms, max loop lag {lag * 1000:5.1f} ms")
 
@@ -100,6 +106,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", default="1,2", help="comma-separated ImageWorker sizes to try")
     parser.add_argument("--smoke", action="store_true", help="quick run for CI: 3 MP inputs, 2 repeats")
+    parser.add_argument("--json", help="write the figures to this file")
     args = parser.parse_args()
     width, height = (2000, 1500) if args.smoke else (4000, 3000)
     if args.smoke:
@@ -113,12 +120,18 @@ def main() -> None:
     for name, data in ((jpeg_name, jpeg), (png_name, png)):
         out = normalise_image(data, LIMITS)
         median, best = time_inline(data, args.repeat)
+        kind = name.split()[-1].lower()  # "jpeg" or "png"
+        FIGURES[f"{kind}.megapixels"] = width * height / 1e6
+        FIGURES[f"{kind}.normalise_ms_median"] = median * 1000
+        FIGURES[f"{kind}.normalise_ms_best"] = best * 1000
         print(
             f"normalise {name:14s}: median {median * 1000:6.0f} ms, best {best * 1000:6.0f} ms"
             f" -> {out.extension} {out.width}x{out.height} {len(out.data) / 1e6:.2f} MB"
         )
     print(f"CPUs: {os.cpu_count()}")
     asyncio.run(concurrent([jpeg, png, jpeg, png], [int(n) for n in args.threads.split(",")]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(FIGURES, indent=1, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -1,658 +1,608 @@
-"""End-to-end job figures: the real bot against the loopback fakes, N `/edit` jobs started at once.
+"""Job figures of the bot alone: ``python bot.py`` in its own process against the fakes in this one.
 
-    python bench/job_bench.py [--smoke] [--jobs N] [--scale F] [--seed S]
+    python bench/job_bench.py [--smoke] [--json FILE] [--only idle,burst_small,burst,inflight,pyalloc]
 
-The bot is started exactly like the end-to-end tests do (:class:`tests.harness.World`,
-``bot.create_bot(settings, poll_schedule=...)``, real cogs, discord.py, aiohttp and SQLite), with the
-DEFAULT adaptive :class:`~kontext.domain.poll_schedule.PollSchedule` scaled by ``--scale`` and the fake's task
-durations (5-40 s, estimate off by up to ±30 %) scaled by the same factor, so polls per job equal
-those of real time while the run takes a twentieth of it. ``STATUS_UPDATE_INTERVAL_SECONDS`` is the
-default (1.5 s) scaled the same way.
+Three kinds of process (bench/README.md has the whole picture):
 
-Unlike the tests, both fakes run on their own event loop in a second thread, so the loop whose lag
-is measured runs only the bot (the GIL is still shared, which makes the figures pessimistic).
+* **the bot**: ``python bot.py --env-file <tmp>/bot.env``, exactly as a user runs it. The env file
+  holds the bot's defaults except the two secrets, the three endpoints (the fakes),
+  ``ALLOW_PRIVATE_URLS=true`` (the fakes are on loopback), ``WEB_HOST=127.0.0.1``, a free
+  ``WEB_PORT``, ``DATA_DIR`` in a temporary directory and, where a scenario needs many jobs in flight,
+  ``MAX_CONCURRENT_JOBS`` / ``MAX_QUEUED_JOBS`` (printed with each scenario). Its CPU time and memory
+  are read from ``/proc/<pid>`` (:mod:`botproc`), the jobs it holds from its ``/metrics``.
+* **this process**: the fakes of Discord and APIMart (:mod:`fakes_server`) and the driver that plays
+  the users (:mod:`session`). Timings and request counts come from the fakes' records
+  (:mod:`jobstats`); a 5 ms ticker on this loop says how late the fakes themselves were (the floor
+  under every latency they report).
+* **the lag probe** (:mod:`lag_probe`): a small process that times ``GET /healthz`` on the bot every
+  20 ms: the bot's event-loop lag seen from outside.
 
-Prints, never asserts (machines are noisy). Phases:
+Scenarios (each with a fresh bot and fresh fakes, and short warm-up jobs first):
 
-1. single job on an idle bot (repeated): defer delay, time to the first status edit, overhead;
-2. N jobs at once (1 MP inputs, N distinct users, MAX_CONCURRENT_JOBS=N so all run together):
-   overhead per job = dispatch → result edit minus the fake task's duration, split into its parts;
-   polls and Discord REST requests per job; lag of the bot's event loop (1 ms ticker);
-3. memory: N jobs again under tracemalloc, with Discord's 3 s acknowledgement deadline lifted and
-   every task held until all N are submitted, then finished together (all N in flight at once):
-   peak RSS delta (VmHWM, reset via /proc/self/clear_refs) and tracemalloc peak. Both include what
-   the in-process fakes keep (inputs, uploads, results, recorded requests); that is printed too.
+``idle``         one job at a time on an idle bot (a 1 MP JPEG in, a PNG result that fits):
+                 overhead, CPU per job (less the idle bot's own CPU; no probe running), defer.
+``burst_small``, ``burst``
+                 N ``/edit``s from N users within 1 s (100 and 500): defer p50/p99/max, none lost,
+                 requests per job whatever the queue length (MAX_CONCURRENT_JOBS=100, the others
+                 wait in line; MAX_QUEUED_JOBS=N), CPU per job, loop lag, RSS.
+``inflight``     N jobs (1,000) in flight at once (MAX_CONCURRENT_JOBS=N): the fake holds every task
+                 until all are submitted (each says it needs an hour, so the bot polls it every 8 s),
+                 keeps them all in flight 10 s more, then lets them finish over 10 s. RSS growth per
+                 job in flight; loop lag while filling up, holding and finishing.
+``pyalloc``      the ``inflight`` shape with 200 jobs and the bot under :mod:`tracemalloc` (loaded by
+                 bench/pyalloc/sitecustomize.py): the Python bytes held per job and where they are.
 
-Jobs that miss Discord's 3 s acknowledgement deadline in phase 2 are counted, not hidden.
+Prints, never asserts; ``--json FILE`` writes the figures (keys in bench/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
-import io
 import json
-import logging
 import math
+import os
 import random
-import re
-import resource
 import statistics
 import sys
 import tempfile
-import threading
 import time
-import tracemalloc
+import traceback
 from collections import Counter
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from botproc import reset_peak
+from fakes_server import INPUT_SIZE, TaskShape, make_inputs
+from jobstats import Collected, JobFigures, collect, mean, pct, top
+from session import BENCH, Batch, Figures, Session, bounded
 
-from PIL import Image  # noqa: E402
-
-from kontext.domain.poll_schedule import PollSchedule  # noqa: E402
-from tests.fakes.apimart_fake import FakeApimart  # noqa: E402
-from tests.fakes.discord import FakeDiscord, FakeInteraction  # noqa: E402
-from tests.harness import API_KEY, TOKEN, World  # noqa: E402
-
-T = TypeVar("T")
-
-REAL_DURATION = (5.0, 40.0)  #: fake task durations in real seconds (before scaling)
-ESTIMATE_ERROR = 0.3  #: the task's estimated_time is its duration × uniform(1 ± this)
-STATUS_INTERVAL = 1.5  #: STATUS_UPDATE_INTERVAL_SECONDS default, scaled like the schedule
-INPUT_SIZE = (1152, 864)  #: ~1 MP inputs
-TICK = 0.001  #: loop-lag ticker interval
-HOLD = 3600.0  #: memory phase: fake task duration until every job is submitted (then the clock jumps)
+HOLD = 3600.0  #: how long a held task lasts until it is released (the estimate it reports, by default)
+HOLD_POLL = 8.0  #: the default schedule's longest delay while a task's estimate is far ahead
+SCENARIOS = ("idle", "burst_small", "burst", "inflight", "pyalloc")
 
 
-# --------------------------------------------------------------------------------------- plumbing
+@dataclass(frozen=True)
+class Config:
+    smoke: bool
+    idle_jobs: int
+    burst_small: int
+    burst: int
+    burst_window: float  #: seconds over which a burst's /edits arrive
+    burst_concurrency: int  #: MAX_CONCURRENT_JOBS in the bursts
+    inflight: int
+    pyalloc: int  #: jobs in flight while the bot runs under tracemalloc
+    inflight_rate: float  #: /edits per second while filling up
+    steady: float  #: seconds all jobs stay in flight
+    hold_estimate: float  #: the estimate a held task reports (long: the bot polls it every 8 s)
+    release_over: float  #: seconds over which the held tasks finish
+    warm_up: int  #: short jobs run first in the burst and in-flight scenarios
+    repeats: dict[str, int]  #: how many times each burst runs (one bot, one after another)
+    shape: TaskShape  #: the fake's task durations
+    seed: int
 
 
-class FakeLoop:
-    """An event loop in a daemon thread that runs both fakes (and everything that touches them)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="fakes", daemon=True)
-        self.thread.start()
-
-    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the fakes' loop and await its result from the caller's loop."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+# --------------------------------------------------------------------------------------- figures
 
 
-class LagTicker:
-    """Sleeps ``TICK`` in a loop on the current event loop and records each oversleep."""
-
-    def __init__(self) -> None:
-        self.lags: list[float] = []
-        self.recording = False
-        self._task: asyncio.Task[None] | None = None
-
-    async def _tick(self) -> None:
-        while True:
-            before = time.perf_counter()
-            await asyncio.sleep(TICK)
-            if self.recording:
-                self.lags.append(time.perf_counter() - before - TICK)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._tick(), name="lag-ticker")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-
-
-class LogCounter(logging.Handler):
-    """Counts the bot's warnings and errors (by message template) instead of printing each."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.counts: Counter[tuple[str, str]] = Counter()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "voice will NOT be supported" in str(record.msg):
-            return  # discord.py at import; not about the bot
-        self.counts[(record.levelname, str(record.msg))] += 1
-
-    def report(self) -> None:
-        for (level, msg), count in self.counts.most_common(5):
-            print(f"  bot log: {count} × {level} {msg!r}")
-        self.counts.clear()
+def job_figures(batch: Batch) -> Figures:
+    """The figures every scenario with jobs reports (keys in bench/README.md)."""
+    jobs = batch.collected.jobs
+    done = [j for j in jobs if j.outcome == "done"]
+    outcomes = Counter(j.outcome for j in jobs)
+    rest = batch.collected.rest_per_job()
+    apimart = batch.collected.apimart_per_job()
+    ms = 1000.0
+    return {
+        "jobs": len(jobs),
+        "done": outcomes["done"],
+        "failed": outcomes["failed"],
+        "refused": outcomes["refused"],
+        "lost": outcomes["lost"],
+        "late_acks": sum(not j.acked for j in jobs),
+        "arrival_window_s": round(batch.dispatched_by - batch.started, 3),
+        "wall_s": round(batch.ended - batch.started, 2),
+        "defer_ms_p50": pct([j.defer * ms for j in jobs], 50),
+        "defer_ms_p99": pct([j.defer * ms for j in jobs], 99),
+        "defer_ms_max": top(j.defer * ms for j in jobs),
+        "first_status_ms_p50": pct([j.first_status * ms for j in jobs], 50),
+        "overhead_ms_mean": mean(j.overhead * ms for j in done),
+        "overhead_ms_p50": pct([j.overhead * ms for j in done], 50),
+        "overhead_ms_max": top(j.overhead * ms for j in done),
+        "intake_ms_mean": mean(j.intake * ms for j in done),
+        "delivery_ms_mean": mean(j.deliver * ms for j in done),
+        "e2e_minus_task_ms_mean": mean(j.e2e_minus_task * ms for j in done),
+        "fake_submit_ms_mean": mean(j.fake_submit * ms for j in done),
+        "detect_ms_mean": mean(j.detect * ms for j in done),
+        "detect_ms_max": top(j.detect * ms for j in done),
+        "task_s_mean": mean(j.duration for j in done),
+        "slot_wait_s_max": top(j.slot_wait for j in jobs),
+        "polls_per_job_mean": mean(float(j.polls) for j in done),
+        "rest_per_job_mean": mean(rest),
+        "rest_per_job_max": top(rest),
+        "rest_unattributed": sum(batch.collected.rest_unattributed.values()),
+        "rest_rate_limited": batch.collected.rate_limited,
+        "apimart_per_job_mean": mean(apimart),
+        "apimart_per_job_max": top(apimart),
+        "cdn_downloads": batch.collected.cdn_gets,
+    }
 
 
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))]
+def cpu_per_job_ms(batch: Batch, idle_rate: float) -> tuple[float, float]:
+    """(CPU ms per job less the idle rate over the batch's time, raw CPU ms per job)."""
+    jobs = max(1, len(batch.dispatched))
+    used = batch.cpu1.cpu_s - batch.cpu0.cpu_s
+    net = used - idle_rate * (batch.cpu1.t - batch.cpu0.t)
+    return net * 1000 / jobs, used * 1000 / jobs
 
 
-def photo(width: int, height: int, seed: int) -> Image.Image:
-    """A photo-like picture (gradients, a fractal, noise); ``seed`` moves the fractal window."""
-    size = (width, height)
-    x = -2.2 + 0.15 * seed
-    r = Image.linear_gradient("L").resize(size)
-    g = Image.effect_mandelbrot(size, (x, -1.2, x + 3.2, 1.2), 48)
-    b = Image.radial_gradient("L").resize(size)
-    noise = Image.effect_noise(size, 24)
-    return Image.merge("RGB", (Image.blend(r, noise, 0.3), g, Image.blend(b, noise, 0.3)))
+def lag_figures(prefix: str, lags: list[float]) -> Figures:
+    ms = [lag * 1000 for lag in lags]
+    return {
+        f"{prefix}_ms_p50": pct(ms, 50),
+        f"{prefix}_ms_p99": pct(ms, 99),
+        f"{prefix}_ms_max": top(ms),
+        f"{prefix}_samples": len(ms),
+    }
 
 
-def make_inputs() -> list[tuple[bytes, str, str]]:
-    """Four ~1 MP inputs: two JPEG (like phone photos), two PNG (like screenshots)."""
-    inputs = []
-    for i in range(4):
-        image = photo(*INPUT_SIZE, seed=i)
-        out = io.BytesIO()
-        if i % 2 == 0:
-            image.save(out, "JPEG", quality=90)
-            inputs.append((out.getvalue(), f"photo{i}.jpg", "image/jpeg"))
-        else:
-            image.save(out, "PNG")
-            inputs.append((out.getvalue(), f"shot{i}.png", "image/png"))
-    return inputs
+def by_queue_wait(jobs: list[JobFigures], rest: list[float]) -> tuple[float, float]:
+    """Most REST requests of a job that started at once, and of one that waited ≥ 1 s for a slot."""
+    at_once = [r for j, r in zip(jobs, rest, strict=True) if not j.slot_wait >= 1.0]
+    waited = [r for j, r in zip(jobs, rest, strict=True) if j.slot_wait >= 1.0]
+    return top(at_once), top(waited)
 
 
-def proc_status_kb(key: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+def merge(batches: Sequence[Batch]) -> Batch:
+    """Batches run one after another, as one."""
+    return Batch(
+        [d for b in batches for d in b.dispatched],
+        Collected(
+            [j for b in batches for j in b.collected.jobs],
+            sum((b.collected.rest_unattributed for b in batches), Counter()),
+            sum((b.collected.apimart_unattributed for b in batches), Counter()),
+            sum(b.collected.cdn_gets for b in batches),
+            sum(b.collected.rate_limited for b in batches),
+        ),
+        batches[0].started,
+        batches[-1].dispatched_by,
+        batches[-1].ended,
+        batches[0].cpu0,
+        batches[-1].cpu1,
+    )
 
 
-def rss_kb() -> int:
-    value = proc_status_kb("VmRSS")
-    return value if value is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# --------------------------------------------------------------------------------------- printing
 
 
-def hwm_kb() -> int:
-    value = proc_status_kb("VmHWM")
-    return value if value is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def fmt(value: Any, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def reset_hwm() -> bool:
-    """Reset the peak-RSS counter (Linux: write 5 to /proc/self/clear_refs)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
+def print_jobs(f: Figures) -> None:
+    print(
+        f"  ended: {f['done']} done, {f['failed']} failed, {f['refused']} refused, {f['lost']} lost"
+        f" ({f['late_acks']} not acknowledged within 3 s); arrivals over {fmt(f['arrival_window_s'], 2)} s,"
+        f" all ended after {fmt(f['wall_s'], 1)} s"
+    )
+    print(
+        f"  defer (ms): p50 {fmt(f['defer_ms_p50'], 1)}, p99 {fmt(f['defer_ms_p99'], 1)},"
+        f" max {fmt(f['defer_ms_max'], 1)}; first status edit p50 {fmt(f['first_status_ms_p50'])} ms"
+    )
+    print(
+        f"  overhead (ms): mean {fmt(f['overhead_ms_mean'])}, p50 {fmt(f['overhead_ms_p50'])},"
+        f" max {fmt(f['overhead_ms_max'])}  (= dispatch→submit {fmt(f['intake_ms_mean'])}"
+        f" + result seen→posted {fmt(f['delivery_ms_mean'])}, means)"
+    )
+    print(
+        f"  end to end minus the task: {fmt(f['e2e_minus_task_ms_mean'])} ms mean (with the fake's submit"
+        f" work {fmt(f['fake_submit_ms_mean'])} ms and detection {fmt(f['detect_ms_mean'])} ms, max"
+        f" {fmt(f['detect_ms_max'])} ms); tasks {fmt(f['task_s_mean'], 1)} s mean"
+    )
+    print(
+        f"  per job: {fmt(f['rest_per_job_mean'], 1)} Discord REST requests"
+        f" (max {fmt(f['rest_per_job_max'], 1)}; {f['rest_rate_limited']} answered 429),"
+        f" {fmt(f['apimart_per_job_mean'], 1)} APIMart requests (max {fmt(f['apimart_per_job_max'], 1)}),"
+        f" {fmt(f['polls_per_job_mean'], 1)} polls"
+    )
 
 
-def retained_bytes(*roots: object) -> int:
-    """Bytes held in bytes/bytearray objects reachable from the fakes' own objects (deduplicated)."""
-    seen: set[int] = set()
-    total = 0
-    stack: list[object] = list(roots)
-    while stack:
-        obj = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, bytes | bytearray):
-            total += len(obj)
-        elif isinstance(obj, dict):
-            stack.extend(obj.values())
-        elif isinstance(obj, list | tuple | set | frozenset):
-            stack.extend(obj)
-        elif type(obj).__module__.startswith("tests.fakes") and hasattr(obj, "__dict__"):
-            stack.extend(vars(obj).values())
-    return total
+def print_kinds(collected: Collected) -> None:
+    kinds: Counter[str] = Counter()
+    for job in collected.jobs:
+        kinds.update(job.rest)
+    jobs = max(1, len(collected.jobs))
+    parts = [f"{kind} {count / jobs:.2f}" for kind, count in sorted(kinds.items())]
+    other = ", ".join(f"{k} {v}" for k, v in sorted(collected.rest_unattributed.items())) or "none"
+    print(f"  REST per job by kind: {', '.join(parts)}; not attributable to a job: {other}")
 
 
-# --------------------------------------------------------------------------------------- a run
+def print_lag(f: Figures, prefix: str, label: str) -> None:
+    print(
+        f"  {label}: p50 {fmt(f.get(prefix + '_ms_p50'), 1)}, p99 {fmt(f.get(prefix + '_ms_p99'), 1)},"
+        f" max {fmt(f.get(prefix + '_ms_max'), 1)} ms ({f.get(prefix + '_samples')} samples)"
+    )
+
+
+def print_machine(f: Figures) -> None:
+    print(
+        f"  machine: {fmt(f.get('machine_cpus_busy'), 2)} of {f.get('cpus')} CPUs busy on average: bot"
+        f" {fmt(f.get('bot_cpus_busy'), 2)}, fakes+driver {fmt(f.get('fakes_cpus_busy'), 2)},"
+        f" other processes {fmt(f.get('others_cpus_busy'), 2)}; fakes' own loop lag p99"
+        f" {fmt(f.get('fakes_loop_lag_ms_p99'), 1)} ms, max {fmt(f.get('fakes_loop_lag_ms_max'), 1)} ms"
+    )
+
+
+def settings_text(overrides: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in overrides.items()) or "bot defaults"
+
+
+# --------------------------------------------------------------------------------------- scenarios
+
+
+async def scenario_idle(cfg: Config, inputs: list[tuple[bytes, str]], rng: random.Random) -> Figures:
+    print(
+        f"\n[idle] {cfg.idle_jobs} jobs one after another on an idle bot (bot defaults; tasks"
+        f" {cfg.shape.lo:g}-{cfg.shape.hi:g} s; 1 MP JPEG in, PNG result that fits; no probe running)"
+    )
+    async with Session("idle", 2, {}, inputs) as session:
+        await session.warm_up(1 if cfg.smoke else 2)
+        idle_rate = await session.idle_cpu_rate(0.5 if cfg.smoke else 3.0)
+        session.mark_machine()
+        batches = []
+        for _ in range(cfg.idle_jobs):
+            script = lambda n: session.fakes.script_tasks(n, cfg.shape, rng)  # noqa: E731
+            batches.append(await session.run(1, 0.0, script, limit_s=cfg.shape.hi + 60))
+        batch = merge(batches)
+        figures = job_figures(batch)
+        figures.update(arrival_window_s=None, wall_s=round(sum(b.ended - b.started for b in batches), 2))
+        net, raw = cpu_per_job_ms(batch, idle_rate)
+        figures.update(cpu_ms_per_job=net, cpu_ms_per_job_raw=raw, idle_cpu_ms_per_s=idle_rate * 1000)
+        figures.update(session.machine_figures())
+        figures.update(session.fake_lags(batch.started, batch.ended))
+        figures["rss_mb"] = round(session.usage().rss_kb / 1024, 1)
+        # the probe's floor: how fast the idle bot answers /healthz
+        session.start_probe()
+        probe_start = time.monotonic()
+        await asyncio.sleep(0.5 if cfg.smoke else 2.0)  # a measurement window
+        session.stop_probe()
+        figures.update(lag_figures("probe_idle", session.lags(probe_start, time.monotonic())))
+    print_jobs(figures)
+    print_kinds(batch.collected)
+    print(
+        f"  bot CPU per job: {fmt(net, 1)} ms (raw {fmt(raw, 1)} ms, less the idle bot's"
+        f" {fmt(figures['idle_cpu_ms_per_s'], 2)} ms/s); RSS {figures['rss_mb']} MB"
+    )
+    print_lag(figures, "probe_idle", "the idle bot's /healthz answer time (the probe's floor)")
+    print_machine(figures)
+    return figures
+
+
+async def scenario_burst(
+    cfg: Config, key: str, count: int, inputs: list[tuple[bytes, str]], rng: random.Random
+) -> Figures:
+    concurrency = min(cfg.burst_concurrency, count)
+    overrides = {"MAX_CONCURRENT_JOBS": str(concurrency), "MAX_QUEUED_JOBS": str(max(200, count))}
+    repeats = cfg.repeats.get(key, 1)
+    print(
+        f"\n[{key}] {count} /edits from {count} users within {cfg.burst_window:g} s, {repeats} time(s)"
+        f" ({settings_text(overrides)}, other settings default; tasks {cfg.shape.lo:g}-{cfg.shape.hi:g} s)"
+    )
+    async with Session(key, count, overrides, inputs) as session:
+        await session.warm_up(cfg.warm_up)
+        session.start_probe()
+        idle_rate = await session.idle_cpu_rate(0.5 if cfg.smoke else 2.0)
+        baseline = session.usage()
+        reset_peak(session.pid)
+        session.mark_machine()
+        limit = math.ceil(count / concurrency) * (cfg.shape.hi + 20) + 120
+        script = lambda n: session.fakes.script_tasks(n, cfg.shape, rng)  # noqa: E731
+        batches: list[Batch] = []
+        for i in range(repeats):
+            batches.append(await session.run(count, cfg.burst_window, script, limit_s=limit))
+            print_run(i + 1, batches[-1], idle_rate)
+        batch = merge(batches)
+        peak = session.usage()
+        figures = job_figures(batch)
+        figures.update(session.machine_figures())
+        session.stop_probe()
+        lags = [lag for b in batches for lag in session.lags(b.started, b.ended)]
+        figures.update(lag_figures("loop_lag", lags))
+        figures.update(session.fake_lags(batch.started, batch.ended))
+        assert session.sampler is not None
+        held = session.sampler.peak_held(batch.started, batch.ended)
+    net, raw = cpu_per_job_ms(batch, idle_rate)
+    at_once, waited = by_queue_wait(batch.collected.jobs, batch.collected.rest_per_job())
+    p99s = [pct([j.defer * 1000 for j in b.collected.jobs], 99) for b in batches]
+    figures.update(
+        runs=repeats,
+        arrival_window_s=round(max(b.dispatched_by - b.started for b in batches), 3),
+        wall_s=round(statistics.median(b.ended - b.started for b in batches), 2),
+        defer_ms_p99_best_run=min(p99s),
+        defer_ms_p99_worst_run=max(p99s),
+        concurrency=concurrency,
+        cpu_ms_per_job=net,
+        cpu_ms_per_job_raw=raw,
+        held_peak=held,
+        rest_per_job_max_started_at_once=at_once,
+        rest_per_job_max_waited_in_line=waited,
+        rss_mb_baseline=round(baseline.rss_kb / 1024, 1),
+        rss_mb_peak=round(peak.hwm_kb / 1024, 1),
+        rss_growth_mb=round((peak.hwm_kb - baseline.rss_kb) / 1024, 1),
+        rss_growth_kb_per_job_held=round((peak.hwm_kb - baseline.rss_kb) / max(1, held), 1),
+    )
+    print(f"  all {repeats} run(s) together ({len(batch.dispatched)} jobs):")
+    print_jobs(figures)
+    print(
+        f"  most REST requests of one job: {fmt(at_once, 1)} if it started at once,"
+        f" {fmt(waited, 1)} if it waited in line (up to {fmt(figures['slot_wait_s_max'], 1)} s)"
+    )
+    print_kinds(batch.collected)
+    print(
+        f"  bot CPU per job: {fmt(net, 1)} ms (raw {fmt(raw, 1)}); RSS {figures['rss_mb_baseline']} MB →"
+        f" peak {figures['rss_mb_peak']} MB with up to {held} jobs held"
+        f" ({fmt(figures['rss_growth_kb_per_job_held'])} kB per job)"
+    )
+    print_lag(figures, "loop_lag", "bot event-loop lag (/healthz answer time)")
+    print_machine(figures)
+    return figures
+
+
+def print_run(number: int, batch: Batch, idle_rate: float) -> None:
+    jobs = batch.collected.jobs
+    defers = [j.defer * 1000 for j in jobs]
+    outcomes = Counter(j.outcome for j in jobs)
+    cpu, _ = cpu_per_job_ms(batch, idle_rate)
+    print(
+        f"  run {number}: defer p50 {fmt(pct(defers, 50), 1)}, p99 {fmt(pct(defers, 99), 1)},"
+        f" max {fmt(top(defers), 1)} ms; {outcomes['done']} done, {outcomes['lost']} lost;"
+        f" CPU {fmt(cpu, 1)} ms/job; ended after {batch.ended - batch.started:.1f} s"
+    )
 
 
 @dataclass
-class JobFigures:
-    ok: bool
-    acked: bool = True
-    duration: float = math.nan  #: the fake task's duration (scaled seconds)
-    defer: float = math.nan  #: dispatch → first interaction callback
-    first_status: float = math.nan  #: dispatch → first edit of the status message
-    total: float = math.nan  #: dispatch → result edit
-    intake: float = math.nan  #: dispatch → submit request received by the fake
-    fake_submit: float = math.nan  #: the fake's submit handling (downloads + inverts the input)
-    detect: float = math.nan  #: task finished → the poll that saw it
-    deliver: float = math.nan  #: that poll → result edit (download, re-encode, upload to Discord)
-    polls: int = 0
-    rest: Counter[str] = field(default_factory=Counter)
+class InFlight:
+    """An in-flight run: the jobs, when each phase ended, and the RSS readings while all were held."""
 
-    @property
-    def overhead(self) -> float:
-        return self.total - self.duration
+    batch: Batch
+    filled: float
+    held_until: float
+    held: int
+    rss_in_flight_kb: float
 
 
-@dataclass
-class Burst:
-    jobs: list[JobFigures]
-    wall: float
-    lags: list[float]
-    unattributed_rest: Counter[str]
-    cdn_gets: int
-    peak_running: int = 0  #: most jobs running in the bot's scheduler at once
+async def hold_release(session: Session, cfg: Config, count: int) -> InFlight:
+    """Dispatch ``count`` /edits with held tasks, hold them all ``cfg.steady`` s, release, wait."""
+    fakes = session.fakes
+    discord_from, apimart_from = len(fakes.discord.requests), len(fakes.apimart.requests)
+    fakes.hold_tasks(count, HOLD, cfg.hold_estimate)
+    cpu0 = session.usage()
+    started = time.monotonic()
+    dispatched = await session.dispatch_paced(count, count / cfg.inflight_rate)
+    dispatched_by = time.monotonic()
+    tasks = await session.wait_submitted(dispatched)
+    filled = time.monotonic()
+    await asyncio.sleep(cfg.steady)  # the measurement window: every job in flight
+    held_until = time.monotonic()
+    assert session.sampler is not None
+    readings = session.sampler.between(filled, held_until)
+    held = session.sampler.peak_held(filled, held_until)
+    fakes.release_tasks(tasks, lambda i: cfg.release_over * i / max(1, len(tasks)))
+    async with bounded(cfg.release_over + HOLD_POLL + 60 + count * 0.1, f"all {count} jobs ended"):
+        await session.wait_ended(dispatched)
+    ended = time.monotonic()
+    collected = collect(fakes, dispatched, discord_from, apimart_from, ended)
+    batch = Batch(dispatched, collected, started, dispatched_by, ended, cpu0, session.usage())
+    rss = statistics.median(u.rss_kb for u in readings) if readings else math.nan
+    return InFlight(batch, filled, held_until, held, rss)
 
 
-class Bench:
-    def __init__(self, fakes: FakeLoop, world: World, scale: float, rng: random.Random) -> None:
-        self.fakes = fakes
-        self.world = world
-        self.scale = scale
-        self.rng = rng
-        self.users = [world.user.id]
-        self.counter = 0
-
-    async def fake(self, fn: Callable[[], T]) -> T:
-        """Call ``fn`` on the fakes' loop (their state is only touched there)."""
-
-        async def call() -> T:
-            return fn()
-
-        return await self.fakes.run(call())
-
-    async def ensure_users(self, count: int) -> None:
-        def add() -> None:
-            while len(self.users) < count:
-                user = self.world.discord.add_user(f"user{len(self.users)}")
-                self.world.discord.add_member(self.world.guild.id, user.id)
-                self.users.append(user.id)
-
-        await self.fake(add)
-
-    def script_tasks(self, count: int, hold: float | None) -> None:
-        lo, hi = REAL_DURATION
-        for _ in range(count):
-            if hold is not None:
-                self.world.apimart.script(duration=hold, estimated_time=hold)
-                continue
-            duration = self.rng.uniform(lo, hi) * self.scale
-            estimate = duration * self.rng.uniform(1 - ESTIMATE_ERROR, 1 + ESTIMATE_ERROR)
-            self.world.apimart.script(duration=duration, estimated_time=round(estimate, 3))
-
-    async def burst(
-        self,
-        count: int,
-        inputs: list[tuple[bytes, str, str]],
-        ticker: LagTicker,
-        *,
-        hold: float | None = None,
-    ) -> Burst:
-        """Dispatch ``count`` `/edit` interactions at once and wait until every one has ended.
-
-        With ``hold``, every task lasts ``hold`` seconds until all jobs are submitted; then the fake's
-        clock jumps ahead so that all of them finish together (all ``count`` jobs in flight at once).
-        """
-        world = self.world
-        await self.ensure_users(count)
-        prompts = []
-        for _ in range(count):
-            self.counter += 1
-            prompts.append(f"bench edit number {self.counter}")
-
-        def prepare() -> tuple[int, int]:
-            # drop scripts left by jobs of an earlier burst that never reached the fake (not acknowledged)
-            world.apimart._scripts.clear()
-            self.script_tasks(count, hold)
-            return len(world.discord.requests), len(world.apimart.requests)
-
-        discord_start, apimart_start = await self.fake(prepare)
-
-        async def dispatch() -> list[FakeInteraction]:
-            return list(
-                await asyncio.gather(
-                    *(
-                        world.edit(
-                            inputs[i % len(inputs)][0],
-                            prompts[i],
-                            filename=inputs[i % len(inputs)][1],
-                            content_type=inputs[i % len(inputs)][2],
-                            user_id=self.users[i],
-                        )
-                        for i in range(count)
-                    )
-                )
-            )
-
-        ack_deadline = world.discord.ack_deadline
-
-        def finished(inter: FakeInteraction) -> bool:
-            if not inter.callbacks:  # the bot gives up after Discord's "Unknown interaction"
-                return (
-                    ack_deadline is not None
-                    and asyncio.get_running_loop().time() > inter.dispatched_at + ack_deadline + 2
-                )
-            if inter.original is None:
-                return bool(inter.followups and inter.followups[0].ephemeral)
-            return bool(inter.original.attachments and inter.original.embeds) or (
-                inter.original.content.startswith("❌") or inter.original.ephemeral
-            )
-
-        def submitted_or_ended(inters: list[FakeInteraction]) -> bool:
-            # a task (not just a submission): the fake creates it after fetching the input
-            prompts_in = {task.request.get("prompt") for task in world.apimart.tasks.values()}
-            return all(p in prompts_in or finished(i) for i, p in zip(inters, prompts, strict=True))
-
-        scheduler = world.bot.backend.runner.scheduler
-        peak = 0
-
-        async def sample() -> None:
-            nonlocal peak
-            while True:
-                peak = max(peak, scheduler.running_total)
-                await asyncio.sleep(0.005)
-
-        sampler = asyncio.create_task(sample())
-        timeout = REAL_DURATION[1] * self.scale * 2 + 60 + count * 0.5
-        ticker.lags.clear()
-        ticker.recording = True
-        started = time.perf_counter()
-        inters = await self.fakes.run(dispatch())
-        try:
-            if hold is not None:
-                await self.fakes.run(world.discord.wait_until(lambda: submitted_or_ended(inters), timeout))
-                await self.fake(lambda: world.apimart.advance(hold))
-            await self.fakes.run(
-                world.discord.wait_until(lambda: all(finished(i) for i in inters), timeout=timeout)
-            )
-            await asyncio.wait_for(world.bot.backend.runner.wait_idle(), 30)
-        except TimeoutError:
-            print(f"  !! not all jobs ended within {timeout:.0f} s; figures cover those that did")
-        wall = time.perf_counter() - started
-        sampler.cancel()
-        ticker.recording = False
-        lags = list(ticker.lags)
-        await asyncio.sleep(0.05)  # let the fakes record the last replies
-        burst = await self.fake(
-            lambda: self.collect(inters, prompts, discord_start, apimart_start, wall, lags)
-        )
-        burst.peak_running = peak
-        return burst
-
-    def collect(
-        self,
-        inters: list[FakeInteraction],
-        prompts: list[str],
-        discord_start: int,
-        apimart_start: int,
-        wall: float,
-        lags: list[float],
-    ) -> Burst:
-        apimart = self.world.apimart
-        submit_at: dict[str, float] = {}
-        poll_times: dict[str, list[float]] = {}
-        for req in apimart.requests[apimart_start:]:
-            if req.endpoint == "submit" and req.body:
-                try:
-                    submit_at.setdefault(json.loads(req.body)["prompt"], req.at)
-                except (ValueError, KeyError, TypeError):
-                    pass
-            elif req.endpoint == "task":
-                poll_times.setdefault(req.path.rsplit("/", 1)[-1], []).append(req.at)
-        task_by_prompt = {
-            s.json["prompt"]: apimart.tasks[s.task_id]
-            for s in apimart.submissions
-            if s.task_id and isinstance(s.json, dict)
-        }
-        by_token = {inter.token: inter for inter in inters}
-        rest: dict[str, Counter[str]] = {inter.token: Counter() for inter in inters}
-        unattributed: Counter[str] = Counter()
-        cdn_gets = 0
-        for req in self.world.discord.requests[discord_start:]:
-            if req.kind == "cdn":
-                cdn_gets += 1
-                continue
-            kind, token = classify(req.method, req.path)
-            if token in by_token:
-                rest[token][kind] += 1
-            else:
-                unattributed[kind] += 1
-
-        jobs = []
-        for inter, prompt in zip(inters, prompts, strict=True):
-            result_at = next(
-                (e.time for e in inter.original_edits if e.message.attachments and e.message.embeds), None
-            )
-            task = task_by_prompt.get(prompt)
-            figures = JobFigures(
-                ok=result_at is not None and task is not None,
-                acked=bool(inter.callbacks)
-                and inter.callbacks[0].delay < (self.world.discord.ack_deadline or 3),
-                rest=rest[inter.token],
-            )
-            if inter.first_callback_delay is not None:
-                figures.defer = inter.first_callback_delay
-            if inter.original_edits:
-                figures.first_status = inter.original_edits[0].time - inter.dispatched_at
-            if result_at is None or task is None:
-                jobs.append(figures)
-                continue
-            end = task.created + task.script.duration
-            polls = sorted(poll_times.get(task.id, []))
-            seen = next((t for t in polls if t >= end), None)
-            figures.duration = task.script.duration
-            figures.total = result_at - inter.dispatched_at
-            figures.polls = apimart.polls[task.id]
-            if prompt in submit_at:
-                figures.intake = submit_at[prompt] - inter.dispatched_at
-                figures.fake_submit = task.created - submit_at[prompt]
-            if seen is not None:
-                figures.detect = seen - end
-                figures.deliver = result_at - seen
-            jobs.append(figures)
-        return Burst(jobs, wall, lags, unattributed, cdn_gets)
+async def scenario_inflight(cfg: Config, inputs: list[tuple[bytes, str]]) -> Figures:
+    count = cfg.inflight
+    overrides = {"MAX_CONCURRENT_JOBS": str(min(1000, count)), "MAX_QUEUED_JOBS": str(max(200, count))}
+    print(
+        f"\n[inflight] {count} jobs in flight at once ({settings_text(overrides)}, other settings default):"
+        f" {count} /edits at {cfg.inflight_rate:g}/s, every task held until all are submitted, all held"
+        f" {cfg.steady:g} s more, then finishing over {cfg.release_over:g} s"
+    )
+    async with Session("inflight", count, overrides, inputs) as session:
+        await session.warm_up(cfg.warm_up)
+        session.start_probe()
+        baseline = session.usage()
+        reset_peak(session.pid)
+        session.mark_machine()
+        run = await hold_release(session, cfg, count)
+        batch = run.batch
+        figures = job_figures(batch)
+        figures.update(session.machine_figures())
+        session.stop_probe()
+        figures.update(lag_figures("loop_lag", session.lags(batch.started, batch.ended)))
+        figures.update(lag_figures("loop_lag_filling", session.lags(batch.started, run.filled)))
+        figures.update(lag_figures("loop_lag_holding", session.lags(run.filled, run.held_until)))
+        figures.update(lag_figures("loop_lag_finishing", session.lags(run.held_until, batch.ended)))
+        figures.update(session.fake_lags(batch.started, batch.ended))
+    after = batch.cpu1
+    net, _ = cpu_per_job_ms(batch, 0.0)
+    growth_kb = run.rss_in_flight_kb - baseline.rss_kb
+    figures.update(
+        held_in_window=run.held,
+        fill_s=round(run.filled - batch.started, 1),
+        cpu_ms_per_job=net,
+        rss_mb_baseline=round(baseline.rss_kb / 1024, 1),
+        rss_mb_in_flight=round(run.rss_in_flight_kb / 1024, 1),
+        rss_growth_mb=round(growth_kb / 1024, 1),
+        rss_growth_kb_per_job=round(growth_kb / max(1, run.held), 1),
+        rss_mb_peak=round(after.hwm_kb / 1024, 1),
+        rss_peak_growth_mb=round((after.hwm_kb - baseline.rss_kb) / 1024, 1),
+        rss_mb_after=round(after.rss_kb / 1024, 1),
+    )
+    print_jobs(figures)
+    print_kinds(batch.collected)
+    print(
+        f"  filled in {figures['fill_s']} s; {run.held} jobs held by the bot in the {cfg.steady:g} s window"
+    )
+    print(
+        f"  RSS: {figures['rss_mb_baseline']} MB idle → {figures['rss_mb_in_flight']} MB with all in"
+        f" flight (+{figures['rss_growth_mb']} MB, {fmt(figures['rss_growth_kb_per_job'])} kB per job);"
+        f" peak {figures['rss_mb_peak']} MB (+{figures['rss_peak_growth_mb']} MB);"
+        f" {figures['rss_mb_after']} MB after"
+    )
+    print(f"  bot CPU per job: {fmt(net, 1)} ms (everything: probe, idle time and polls while held)")
+    print_lag(figures, "loop_lag", "bot event-loop lag, whole run")
+    print_lag(figures, "loop_lag_filling", "  while filling up")
+    print_lag(figures, "loop_lag_holding", "  all in flight")
+    print_lag(figures, "loop_lag_finishing", "  while finishing")
+    print_machine(figures)
+    return figures
 
 
-def classify(method: str, path: str) -> tuple[str, str | None]:
-    """A Discord REST request's kind and the interaction token it belongs to (if any)."""
-    if m := re.search(r"/interactions/\d+/([^/]+)/callback", path):
-        return "callback", m.group(1)
-    if m := re.search(r"/webhooks/\d+/([^/]+)/messages/@original", path):
-        return f"{method} @original", m.group(1)
-    if m := re.search(r"/webhooks/\d+/([^/]+)(/messages/\d+)?$", path):
-        if method == "POST":
-            return "POST followup", m.group(1)
-        return ("PATCH status message" if method == "PATCH" else f"{method} webhook message"), m.group(1)
-    if re.search(r"/channels/\d+/messages", path):
-        return f"{method} channel message", None
-    return f"{method} other", None
-
-
-# --------------------------------------------------------------------------------------- output
-
-
-def row(label: str, values: list[float], unit: float = 1000.0, fmt: str = "8.0f") -> str:
-    values = [v * unit for v in values if not math.isnan(v)]
-    if not values:
-        return f"  {label:<34}{'-':>8}"
-    cells = [statistics.mean(values), pct(values, 50), pct(values, 95), max(values)]
-    return f"  {label:<34}" + "".join(f"{c:{fmt}}" for c in cells)
-
-
-def print_burst(burst: Burst, count: int) -> None:
-    ok = [j for j in burst.jobs if j.ok]
-    late = sum(not j.acked for j in burst.jobs)
-    print(f"  delivered {len(ok)}/{count} in {burst.wall:.1f} s; not acknowledged within 3 s: {late}")
-    print(f"  {'per job':<34}{'mean':>8}{'p50':>8}{'p95':>8}{'max':>8}")
-    print(row("overhead (ms)", [j.overhead for j in ok]))
-    print(row("  intake: dispatch → submit (ms)", [j.intake for j in ok]))
-    print(row("  fake's submit handling (ms)", [j.fake_submit for j in ok]))
-    print(row("  detection: done → seen (ms)", [j.detect for j in ok]))
-    print(row("  delivery: seen → result (ms)", [j.deliver for j in ok]))
-    print(row("defer, first callback (ms)", [j.defer for j in burst.jobs]))
-    print(row("first status edit (ms)", [j.first_status for j in burst.jobs]))
-    print(row("fake task duration (s)", [j.duration for j in ok], 1, "8.2f"))
-    print(row("polls", [float(j.polls) for j in ok], 1, "8.1f"))
-    print(row("Discord REST requests", [float(sum(j.rest.values())) for j in burst.jobs], 1, "8.1f"))
-    kinds = sorted({k for j in burst.jobs for k in j.rest})
-    for kind in kinds:
-        print(row(f"  {kind}", [float(j.rest[kind]) for j in burst.jobs], 1, "8.1f"))
-    print(f"  most jobs running at once: {burst.peak_running}")
-    extra = ", ".join(f"{k} {v}" for k, v in sorted(burst.unattributed_rest.items())) or "none"
-    print(f"  other REST requests (whole burst): {extra}; CDN downloads: {burst.cdn_gets}")
-    lags = burst.lags
-    if lags:
-        print(
-            f"  bot event-loop lag ({TICK * 1000:g} ms ticker, {len(lags)} ticks):"
-            f" max {max(lags) * 1000:.1f} ms, p99 {pct(lags, 99) * 1000:.1f} ms,"
-            f" p50 {pct(lags, 50) * 1000:.2f} ms"
-        )
+async def scenario_pyalloc(cfg: Config, inputs: list[tuple[bytes, str]]) -> Figures:
+    count = cfg.pyalloc
+    overrides = {"MAX_CONCURRENT_JOBS": str(min(1000, count)), "MAX_QUEUED_JOBS": str(max(200, count))}
+    print(
+        f"\n[pyalloc] Python allocations with {count} jobs in flight (the inflight scenario's shape;"
+        f" {settings_text(overrides)}); the bot runs under tracemalloc (bench/pyalloc/sitecustomize.py),"
+        " so only memory is reported"
+    )
+    with tempfile.TemporaryDirectory(prefix="kontext-alloc-") as tmp:
+        path = Path(tmp) / "alloc.jsonl"
+        pythonpath = os.pathsep.join(filter(None, [str(BENCH / "pyalloc"), os.environ.get("PYTHONPATH")]))
+        environ = {"PYTHONPATH": pythonpath, "KONTEXT_BENCH_ALLOC_FILE": str(path)}
+        async with Session("pyalloc", count, overrides, inputs, environ) as session:
+            await session.warm_up(cfg.warm_up)
+            base = await session.alloc_snapshot(path)
+            fakes = session.fakes
+            fakes.hold_tasks(count, HOLD, cfg.hold_estimate)
+            dispatched = await session.dispatch_paced(count, count / cfg.inflight_rate)
+            tasks = await session.wait_submitted(dispatched)
+            loaded = await session.alloc_snapshot(path)
+            fakes.release_tasks(tasks, lambda i: cfg.release_over * i / max(1, len(tasks)))
+            async with bounded(cfg.release_over + HOLD_POLL + 60 + count * 0.1, f"all {count} jobs ended"):
+                await session.wait_ended(dispatched)
+            after = await session.alloc_snapshot(path)
+    held = len(tasks)
+    mb = 1024 * 1024
+    figures: Figures = {
+        "jobs": count,
+        "held": held,
+        "py_mb_baseline": round(base["current"] / mb, 1),
+        "py_mb_in_flight": round(loaded["current"] / mb, 1),
+        "py_growth_kb_per_job": round((loaded["current"] - base["current"]) / 1024 / max(1, held), 1),
+        "py_peak_growth_mb_filling": round((loaded["peak"] - base["current"]) / mb, 1),
+        "py_peak_growth_mb_finishing": round((after["peak"] - base["current"]) / mb, 1),
+        "py_mb_retained_after": round((after["current"] - base["current"]) / mb, 1),
+    }
+    print(
+        f"  Python allocations: {figures['py_mb_baseline']} MB idle → {figures['py_mb_in_flight']} MB with"
+        f" {held} jobs in flight ({figures['py_growth_kb_per_job']} kB per job); at most"
+        f" +{figures['py_peak_growth_mb_filling']} MB while filling up,"
+        f" +{figures['py_peak_growth_mb_finishing']} MB while finishing;"
+        f" {figures['py_mb_retained_after']:+} MB held after"
+    )
+    print("  changed most since idle, with all in flight (allocation site: kB, blocks):")
+    for site in loaded["grown"][:6]:
+        print(f"    {site['site']}: {site['kb']:+.0f} kB, {site['blocks']:+d}")
+    return figures
 
 
 # --------------------------------------------------------------------------------------- main
 
 
-async def run(args: argparse.Namespace) -> None:
-    scale = args.scale
-    rng = random.Random(args.seed)
+def config(args: argparse.Namespace) -> Config:
+    smoke = args.smoke
+    lo, hi = (float(x) for x in (args.task_seconds or ("0.2,0.6" if smoke else "3,8")).split(","))
+    return Config(
+        smoke=smoke,
+        idle_jobs=args.idle_jobs or (2 if smoke else 8),
+        burst_small=args.burst_small or (10 if smoke else 100),
+        burst=args.burst or (30 if smoke else 500),
+        burst_window=1.0,
+        burst_concurrency=args.burst_concurrency or (10 if smoke else 100),
+        inflight=args.inflight or (40 if smoke else 1000),
+        pyalloc=args.pyalloc or (10 if smoke else 200),
+        inflight_rate=200.0,
+        steady=1.0 if smoke else 10.0,
+        hold_estimate=3.0 if smoke else HOLD,
+        release_over=1.0 if smoke else 10.0,
+        warm_up=0 if smoke else 4,
+        repeats={"burst_small": 1, "burst": 1} if smoke else {"burst_small": 3, "burst": 2},
+        shape=TaskShape(lo, hi),
+        seed=args.seed,
+    )
+
+
+async def run(cfg: Config, only: Sequence[str]) -> tuple[Figures, list[str]]:
+    """Run the chosen scenarios; returns their figures and the scenarios that crashed (the others
+    still run, and their figures are still written)."""
     inputs = make_inputs()
-    sizes = ", ".join(f"{len(d) / 1e6:.2f} MB {n.rsplit('.', 1)[1].upper()}" for d, n, _ in inputs)
-    lo, hi = REAL_DURATION
-    print(
-        f"scale {scale:g}: PollSchedule().scaled({scale:g}),"
-        f" fake durations uniform {lo:g}-{hi:g} s × {scale:g} = {lo * scale:.2f}-{hi * scale:.2f} s"
-        f" (estimate ±{ESTIMATE_ERROR:.0%}),"
-        f" status interval {STATUS_INTERVAL * scale:g} s"
+    rng = random.Random(cfg.seed)
+    sizes = ", ".join(f"{len(data) / 1e6:.2f} MB" for data, _ in inputs)
+    print(f"inputs: {len(inputs)} JPEGs {INPUT_SIZE[0]}x{INPUT_SIZE[1]} ({sizes}); {os.cpu_count()} CPUs")
+    figures: Figures = {}
+    failed: list[str] = []
+    scenarios = {
+        "idle": lambda: scenario_idle(cfg, inputs, rng),
+        "burst_small": lambda: scenario_burst(cfg, "burst_small", cfg.burst_small, inputs, rng),
+        "burst": lambda: scenario_burst(cfg, "burst", cfg.burst, inputs, rng),
+        "inflight": lambda: scenario_inflight(cfg, inputs),
+        "pyalloc": lambda: scenario_pyalloc(cfg, inputs),
+    }
+    for key in SCENARIOS:
+        if key not in only:
+            continue
+        started = time.monotonic()
+        try:
+            values = await scenarios[key]()
+        except Exception:  # noqa: BLE001 - one scenario's crash must not lose the others' figures
+            traceback.print_exc()
+            print(f"  !! scenario {key} crashed")
+            failed.append(key)
+            continue
+        figures.update({f"{key}.{name}": value for name, value in values.items()})
+        print(f"  ({key}: {time.monotonic() - started:.1f} s with start-up and shut-down)")
+    return figures, failed
+
+
+def clean(value: Any) -> Any:
+    """JSON has no NaN or infinity: those are written as null."""
+    if isinstance(value, float):
+        return round(value, 3) if math.isfinite(value) else None
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI (well under a minute)")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument(
+        "--only", default=",".join(SCENARIOS), help=f"scenarios (default {','.join(SCENARIOS)})"
     )
-    print(
-        f"inputs {INPUT_SIZE[0]}x{INPUT_SIZE[1]} ({sizes}); fakes on their own loop/thread;"
-        f" task durations and detection latency are scaled time (÷ {scale:g} for real time), the rest real"
+    parser.add_argument("--idle-jobs", type=int, help="jobs in the idle scenario (default 8, smoke 2)")
+    parser.add_argument("--burst-small", type=int, help="the small burst (default 100, smoke 10)")
+    parser.add_argument("--burst", type=int, help="the large burst (default 500, smoke 30)")
+    parser.add_argument("--burst-concurrency", type=int, help="MAX_CONCURRENT_JOBS in bursts (100, smoke 10)")
+    parser.add_argument("--inflight", type=int, help="jobs in flight at once (default 1000, smoke 40)")
+    parser.add_argument(
+        "--pyalloc", type=int, help="jobs in flight under tracemalloc (default 200, smoke 10)"
     )
-    fakes = FakeLoop()
-    tmp = tempfile.TemporaryDirectory(prefix="kontext-bench-")
-    schedule = PollSchedule().scaled(scale)
-
-    async def open_world() -> World:
-        discord_fake = FakeDiscord(TOKEN)
-        await discord_fake.start()
-        apimart_fake = FakeApimart(API_KEY)
-        await apimart_fake.start()
-        return World(discord_fake, apimart_fake, Path(tmp.name) / "data")
-
-    world = await fakes.run(open_world())
-    ticker = LagTicker()
-    logs = LogCounter()
-    logging.getLogger().addHandler(logs)
-    try:
-        await world.start_bot(
-            schedule,
-            LOG_LEVEL="WARNING",
-            STATUS_UPDATE_INTERVAL_SECONDS=f"{STATUS_INTERVAL * scale:g}",
-            MAX_CONCURRENT_JOBS=str(max(8, args.jobs)),
-            MAX_QUEUED_JOBS=str(max(200, args.jobs * 2)),
-        )
-        ticker.start()
-        bench = Bench(fakes, world, scale, rng)
-
-        # 1. single job, idle bot
-        print(f"\n[1] single job on an idle bot ({args.single} runs, one after another)")
-        singles: list[JobFigures] = []
-        for _ in range(args.single):
-            singles.extend((await bench.burst(1, inputs, ticker)).jobs)
-        print(f"  {'per job':<34}{'mean':>8}{'p50':>8}{'p95':>8}{'max':>8}")
-        print(row("defer, first callback (ms)", [j.defer for j in singles]))
-        print(row("first status edit (ms)", [j.first_status for j in singles]))
-        print(row("overhead (ms)", [j.overhead for j in singles if j.ok]))
-        print(row("  detection: done → seen (ms)", [j.detect for j in singles if j.ok]))
-        print(row("polls", [float(j.polls) for j in singles if j.ok], 1, "8.1f"))
-        logs.report()
-
-        # 2. N at once: timing
-        print(f"\n[2] {args.jobs} jobs at once ({args.jobs} users, MAX_CONCURRENT_JOBS={max(8, args.jobs)})")
-        burst = await bench.burst(args.jobs, inputs, ticker)
-        print_burst(burst, args.jobs)
-        logs.report()
-
-        # 3. N at once: memory
-        print(
-            f"\n[3] memory: {args.jobs} jobs in flight at once, under tracemalloc (3 s ack deadline lifted;"
-            " tasks held until all are submitted, then all finish together)"
-        )
-        await bench.fake(lambda: setattr(world.discord, "ack_deadline", None))
-        gc.collect()
-        fakes_before = await bench.fake(lambda: retained_bytes(world.discord, world.apimart))
-        exact_peak = reset_hwm()
-        rss_before, hwm_before = rss_kb(), hwm_kb()
-        tracemalloc.start()
-        memory = await bench.burst(args.jobs, inputs, ticker, hold=HOLD)
-        _, traced_peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        hwm_after = hwm_kb()
-        gc.collect()
-        rss_after = rss_kb()
-        fakes_after = await bench.fake(lambda: retained_bytes(world.discord, world.apimart))
-        fake_mb = (fakes_after - fakes_before) / 1e6
-        bot_mb = traced_peak / 1e6 - fake_mb
-        ok = sum(j.ok for j in memory.jobs)
-        print(
-            f"  delivered {ok}/{args.jobs} in {memory.wall:.1f} s;"
-            f" most jobs running at once: {memory.peak_running}"
-        )
-        print(row("  defer without a deadline (ms)", [j.defer for j in memory.jobs]).replace("  ", "", 1))
-        logs.report()
-        print(f"  RSS before {rss_before / 1024:.0f} MB")
-        note = (
-            ""
-            if exact_peak
-            else f" (peak counter not resettable; peak before was {hwm_before / 1024:.0f} MB)"
-        )
-        peak_mb = (hwm_after - rss_before) / 1024
-        print(f"  peak RSS delta: {peak_mb:.0f} MB{note}; minus the fakes' data ≈ {peak_mb - fake_mb:.0f} MB")
-        print(f"  RSS retained after the burst (after gc): {(rss_after - rss_before) / 1024:+.0f} MB")
-        print(
-            f"  tracemalloc peak: {traced_peak / 1e6:.0f} MB"
-            " (Python allocations only, not Pillow's pixel buffers)"
-        )
-        print(
-            f"  of which the fakes keep (inputs, uploads, results, recorded requests): ~{fake_mb:.0f} MB;"
-            f" bot ≈ {bot_mb:.0f} MB, {bot_mb / args.jobs:.2f} MB/job"
-        )
-    finally:
-        await ticker.stop()
-        await world.close()
-
-        async def close_fakes() -> None:
-            await world.discord.close()
-            await world.apimart.close()
-
-        await fakes.run(close_fakes())
-        fakes.close()
-        tmp.cleanup()
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="quick run for CI (20 jobs, 2 single runs)")
-    parser.add_argument("--jobs", type=int, help="jobs started at once (default 200, smoke 20)")
-    parser.add_argument("--single", type=int, help="single-job runs (default 5, smoke 2)")
-    parser.add_argument("--scale", type=float, default=0.05, help="time scale of schedule and durations")
+    parser.add_argument("--task-seconds", help="the fake's task durations LO,HI (default 3,8; smoke 0.2,0.6)")
     parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args()
-    if args.jobs is None:
-        args.jobs = 20 if args.smoke else 200
-    if args.single is None:
-        args.single = 2 if args.smoke else 5
-    asyncio.run(run(args))
+    args = parser.parse_args(argv)
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(only) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    figures, failed = asyncio.run(run(config(args), only))
+    if args.json:
+        args.json.write_text(json.dumps({k: clean(v) for k, v in figures.items()}, indent=1, sort_keys=True))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,16 +1,18 @@
-"""Polls per job and detection latency of :class:`kontext.domain.poll_schedule.PollSchedule` (pure simulation).
+"""Polls per job and detection latency of the adaptive poll schedule (pure simulation).
 
-Run: ``python bench/poll_bench.py`` (``--smoke`` is accepted and changes nothing: it is already
-instant). No sleeping and no network: each job is simulated with
-:func:`kontext.domain.poll_schedule.simulate` (first poll at submission, 10 % of the job queued, progress linear).
-The adaptive schedule is compared with fixed 1 s / 2 s / 5 s intervals on the same jobs. Each job
-is run at several sub-second offsets of its duration (whole-second durations would flatter the
-fixed intervals); figures are means over the offsets, "max" is the worst offset.
+Run: ``python bench/poll_bench.py [--json FILE]`` (``--smoke`` is accepted and changes nothing: it is
+already instant). No sleeping and no network: each job is simulated with
+:func:`kontext.domain.poll_schedule.simulate` (first poll at submission, 10 % of the job queued,
+progress linear) under :class:`~kontext.domain.poll_schedule.PollSchedule`. The adaptive schedule
+is compared with fixed 1 s / 2 s / 5 s intervals on the same jobs. Each job is run at several
+sub-second offsets of its duration (whole-second durations would flatter the fixed intervals);
+figures are means over the offsets, "max" is the worst offset.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from dataclasses import dataclass
@@ -70,7 +72,8 @@ SCHEDULES = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="accepted for run_all.py; no effect")
-    parser.parse_args()
+    parser.add_argument("--json", help="write the figures to this file (keys in bench/README.md)")
+    args = parser.parse_args()
     names = list(SCHEDULES)
     header = f"{'job':<28}" + "".join(f"{name:>18}" for name in names)
     print("polls / detection latency (s) per job")
@@ -101,6 +104,30 @@ def main() -> None:
         f"latency mean {statistics.mean(r.latency for r in adaptive):.2f} s, "
         f"max {max(r.latency for r in adaptive):.2f} s"
     )
+    figures = figures_of(totals, adaptive)
+    share = figures["adaptive.mix.polls_vs_fixed_1s"]
+    print(f"adaptive over the mix: {share:.2f} of a fixed 1 s poller's polls")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(figures, out, indent=1, sort_keys=True)
+
+
+def figures_of(totals: dict[str, list[tuple[float, float]]], exact: list[SimResult]) -> dict[str, float]:
+    """The JSON figures: per schedule over the whole mix, the adaptive one with correct estimates, and
+    the adaptive schedule's polls as a share of a fixed 1 s poller's."""
+    figures: dict[str, float] = {}
+    for name, runs in totals.items():
+        key = name.replace(" ", "_")  # "fixed 1s" -> "fixed_1s"
+        figures[f"{key}.mix.polls_per_job_mean"] = statistics.mean(p for p, _ in runs)
+        figures[f"{key}.mix.detect_s_mean"] = statistics.mean(lat for _, lat in runs)
+        figures[f"{key}.mix.detect_s_max"] = max(lat for _, lat in runs)
+    figures["adaptive.exact.polls_per_job_mean"] = statistics.mean(r.polls for r in exact)
+    figures["adaptive.exact.detect_s_mean"] = statistics.mean(r.latency for r in exact)
+    figures["adaptive.exact.detect_s_max"] = max(r.latency for r in exact)
+    figures["adaptive.mix.polls_vs_fixed_1s"] = (
+        figures["adaptive.mix.polls_per_job_mean"] / figures["fixed_1s.mix.polls_per_job_mean"]
+    )
+    return {key: round(value, 4) for key, value in figures.items()}
 
 
 if __name__ == "__main__":

@@ -1,20 +1,36 @@
-"""Run every benchmark and print its figures under a heading.
+"""Run every benchmark, print its figures, then every target next to its figure; optionally write JSON.
 
-    python bench/run_all.py [--smoke] [names...]
+    python bench/run_all.py [--smoke] [--json FILE] [names...]
 
-Each benchmark runs as a subprocess with this interpreter (so peak-RSS figures are its own) from the
-repository root; ``--smoke`` is passed through (the quick run CI does, well under a minute in all).
-Prints, never asserts on figures: the exit status is non-zero only if a benchmark crashed or hung.
+Each benchmark runs as a subprocess with this interpreter, from the repository root, with
+``--json <temporary file>`` (and ``--smoke``, the quick run CI does: well under a minute in all).
+Their figures are merged under the benchmark's name (``poll.``, ``image.``, ``job.``) into one JSON
+document with stable keys (bench/README.md lists them)::
+
+    {"schema": 1, "meta": {...}, "figures": {"job.burst.defer_ms_p99": 41.2, ...},
+     "targets": {"job.burst.defer_ms_p99": {"label": ..., "op": "<", "value": 100, "met": true}, ...}}
+
+Figures that could not be measured are ``null``. Prints, never asserts on figures (machines are noisy):
+the exit status is non-zero only if a benchmark crashed or hung.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import math
+import operator
 import os
+import platform
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCHES = {
@@ -22,40 +38,215 @@ BENCHES = {
     "image": "bench/image_bench.py",
     "job": "bench/job_bench.py",
 }
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Target:
+    key: str
+    label: str
+    op: str
+    value: float
+    unit: str = ""
+    size_key: str | None = None  #: the figure that says how many jobs the scenario had
+    size: int | None = None  #: how many the target is about
+
+    def met(self, figure: float | None) -> bool | None:
+        if figure is None or (isinstance(figure, float) and math.isnan(figure)):
+            return None
+        ops: dict[str, Callable[[float, float], bool]] = {
+            "<": operator.lt,
+            "<=": operator.le,
+            "==": operator.eq,
+        }
+        return ops[self.op](figure, self.value)
+
+
+TARGETS = (
+    Target(
+        "job.burst.defer_ms_p99", "defer p99, 500 /edits within 1 s", "<", 100, "ms", "job.burst.jobs", 500
+    ),
+    Target(
+        "job.burst.defer_ms_max", "defer max, 500 /edits within 1 s", "<", 3000, "ms", "job.burst.jobs", 500
+    ),
+    Target("job.burst.lost", "jobs lost, 500 /edits within 1 s", "==", 0, "", "job.burst.jobs", 500),
+    Target("job.idle.cpu_ms_per_job", "bot CPU per job (1 MP JPEG in, result fits)", "<=", 30, "ms"),
+    Target("image.jpeg.normalise_ms_median", "12 MP JPEG normalisation", "<=", 60, "ms"),
+    Target("job.idle.overhead_ms_mean", "overhead per job on an idle bot", "<=", 50, "ms"),
+    Target(
+        "job.inflight.rss_growth_mb",
+        "1,000 jobs in flight: RSS growth",
+        "<=",
+        150,
+        "MB",
+        "job.inflight.jobs",
+        1000,
+    ),
+    Target(
+        "job.inflight.loop_lag_ms_p99",
+        "1,000 jobs in flight: event-loop lag p99",
+        "<",
+        20,
+        "ms",
+        "job.inflight.jobs",
+        1000,
+    ),
+    Target("job.idle.rest_per_job_max", "Discord REST requests per job, idle", "<=", 12),
+    Target("job.burst_small.rest_per_job_max", "Discord REST requests per job, burst of 100", "<=", 12),
+    Target("job.burst.rest_per_job_max", "Discord REST requests per job, burst of 500", "<=", 12),
+    Target("job.inflight.rest_per_job_max", "Discord REST requests per job, 1,000 in flight", "<=", 12),
+    Target("poll.adaptive.mix.detect_s_mean", "detection after the task ends, mix: mean", "<=", 0.6, "s"),
+    Target("poll.adaptive.mix.detect_s_max", "detection after the task ends, mix: max", "<=", 1.5, "s"),
+    Target("poll.adaptive.mix.polls_vs_fixed_1s", "polls, share of a fixed 1 s poller's, mix", "<=", 1 / 3),
+)
+
+
+def git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy since boot (all CPUs, from /proc/stat)."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return math.nan
+    return (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
+    except (OSError, ValueError):
+        return None
+
+
+def run_bench(name: str, smoke: bool, timeout: float, env: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """Run one benchmark; returns its status ("ok", "exit status N", "timed out …") and figures."""
+    with tempfile.TemporaryDirectory(prefix=f"kontext-{name}-") as tmp:
+        out = Path(tmp) / "figures.json"
+        command = [sys.executable, BENCHES[name], *(["--smoke"] if smoke else []), "--json", str(out)]
+        print(f"\n=== {name}: python {' '.join(command[1:-2])}", flush=True)
+        try:
+            code: int | None = subprocess.run(
+                command, cwd=ROOT, env=env, timeout=timeout, check=False
+            ).returncode
+        except subprocess.TimeoutExpired:
+            code = None
+        figures: dict[str, Any] = {}
+        if out.exists():
+            try:
+                figures = json.loads(out.read_text())
+            except ValueError:
+                figures = {}
+    if code == 0:
+        return "ok", figures
+    return (f"exit status {code}" if code is not None else f"timed out after {timeout:g} s"), figures
+
+
+def fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 10 else f"{value:.0f}"
+    return str(value)
+
+
+def print_targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    print("\n=== targets (printed, never asserted; the machine's load is in each scenario's 'machine:' line)")
+    print(f"  {'figure':<50}{'value':>10}  {'target':<10}")
+    results: dict[str, dict[str, Any]] = {}
+    for target in TARGETS:
+        value = figures.get(target.key)
+        met = target.met(value)
+        note = ""
+        if target.size_key is not None and target.size is not None:
+            size = figures.get(target.size_key)
+            if size is not None and size != target.size:
+                note = f"  (measured with {size} jobs, not {target.size})"
+        if target.key == "image.jpeg.normalise_ms_median":
+            mp = figures.get("image.jpeg.megapixels")
+            if mp is not None and round(mp) != 12:
+                note = f"  (measured on a {mp:g} MP JPEG)"
+        verdict = {True: "meets", False: "MISSES", None: "not measured"}[met]
+        shown = f"{target.value:.3g}" if target.value < 1 else f"{target.value:g}"
+        want = f"{target.op} {shown}{(' ' + target.unit) if target.unit else ''}"
+        unit = f" {target.unit}" if target.unit and value is not None else ""
+        print(f"  {target.label:<50}{fmt(value) + unit:>10}  {want:<10}  {verdict}{note}")
+        results[target.key] = {
+            "label": target.label,
+            "op": target.op,
+            "value": target.value,
+            "unit": target.unit,
+            "met": met,
+        }
+    return results
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--smoke", action="store_true", help="quick run (CI)")
+    parser.add_argument("--json", type=Path, help="write every figure to this file (stable keys)")
     parser.add_argument("names", nargs="*", help=f"benchmarks to run: {', '.join(BENCHES)} (default: all)")
-    parser.add_argument("--timeout", type=float, help="seconds per benchmark (default 120 smoke, 1200 full)")
+    parser.add_argument("--timeout", type=float, help="seconds per benchmark (default 120 smoke, 1800 full)")
     args = parser.parse_args()
     unknown = [name for name in args.names if name not in BENCHES]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHES)}")
-    timeout = args.timeout or (120.0 if args.smoke else 1200.0)
+    timeout = args.timeout or (120.0 if args.smoke else 1800.0)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    failed: list[str] = []
-    started_all = time.perf_counter()
-    for name in args.names or list(BENCHES):
-        script = BENCHES[name]
-        command = [sys.executable, script, *(["--smoke"] if args.smoke else [])]
-        print(f"\n=== {name}: {' '.join(['python', *command[1:]])}", flush=True)
-        started = time.perf_counter()
-        try:
-            code = subprocess.run(command, cwd=ROOT, env=env, timeout=timeout, check=False).returncode
-        except subprocess.TimeoutExpired:
-            code = None
-        elapsed = time.perf_counter() - started
-        if code == 0:
-            print(f"=== {name}: ok in {elapsed:.1f} s", flush=True)
-        else:
-            reason = f"exit status {code}" if code is not None else f"timed out after {timeout:g} s"
-            print(f"=== {name}: FAILED ({reason})", flush=True)
-            failed.append(name)
-    total = time.perf_counter() - started_all
-    summary = f"FAILED: {', '.join(failed)}" if failed else "all ok"
-    print(f"\n=== {len(args.names or BENCHES)} benchmarks in {total:.1f} s: {summary}")
+    names = args.names or list(BENCHES)
+    started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    busy0 = machine_busy()
+    load0 = loadavg()
+    started = time.perf_counter()
+    figures: dict[str, Any] = {}
+    statuses: dict[str, str] = {}
+    for name in names:
+        bench_started = time.perf_counter()
+        status, found = run_bench(name, args.smoke, timeout, env)
+        statuses[name] = status
+        figures.update({f"{name}.{key}": value for key, value in found.items()})
+        print(f"=== {name}: {status} in {time.perf_counter() - bench_started:.1f} s", flush=True)
+    elapsed = time.perf_counter() - started
+    busy1 = machine_busy()
+    targets = print_targets(figures)
+    cpus = os.cpu_count() or 1
+    busy = (busy1 - busy0) / elapsed if not math.isnan(busy0) else math.nan
+    failed = [name for name, status in statuses.items() if status != "ok"]
+    outcome = f"FAILED: {', '.join(failed)}" if failed else "all ok"
+    print(
+        f"\n=== {len(names)} benchmarks in {elapsed:.1f} s on {cpus} CPUs ({fmt(busy)} busy on average,"
+        f" load average {load0} before, {loadavg()} after): {outcome}"
+    )
+    if args.json:
+        meta = {
+            "started": started_at,
+            "duration_s": round(elapsed, 1),
+            "smoke": args.smoke,
+            "benches": statuses,
+            "git_commit": git("rev-parse", "HEAD"),
+            "git_branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+            "git_dirty": bool(git("status", "--porcelain")),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": cpus,
+            "machine_cpus_busy": None if math.isnan(busy) else round(busy, 2),
+            "loadavg_before": load0,
+            "loadavg_after": loadavg(),
+        }
+        document = {
+            "schema": SCHEMA,
+            "meta": meta,
+            "figures": dict(sorted(figures.items())),
+            "targets": targets,
+        }
+        args.json.write_text(json.dumps(document, indent=1) + "\n")
+        print(f"figures written to {args.json}")
     return 1 if failed else 0
 
 
