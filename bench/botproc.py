@@ -42,10 +42,13 @@ class Usage:
     """One reading of a process tree (``t`` is ``time.monotonic()``, like the fakes' loop clocks)."""
 
     t: float
-    cpu_s: float  #: utime + stime of the tree, plus cutime + cstime of the root
+    cpu_s: float  #: utime + stime of the tree, plus cutime + cstime of the root (10 ms ticks)
     rss_kb: int  #: VmRSS summed over the tree
     hwm_kb: int  #: VmHWM of the root (peak RSS since start or since :func:`reset_peak`)
     processes: int
+    #: CPU time of the tree's live threads from ``/proc/<pid>/task/<tid>/schedstat``: exact to the
+    #: nanosecond but blind to threads that have ended; for short windows (an idle bot's CPU rate)
+    run_s: float = 0.0
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -76,12 +79,22 @@ def descendants(pid: int) -> list[int]:
     return seen
 
 
+def _run_ns(pid: int) -> int:
+    """On-CPU nanoseconds of the live threads of ``pid`` (first field of each thread's schedstat)."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int((task / "schedstat").read_text().split()[0])
+    return total
+
+
 def read_usage(pid: int) -> Usage:
     """CPU and memory of ``pid`` and its descendants now (raises OSError once ``pid`` is gone)."""
     now = time.monotonic()
     root = _stat_fields(pid)
     ticks = int(root[13]) + int(root[14])  # cutime + cstime: children already reaped
-    rss = 0
+    rss = run_ns = 0
     pids = descendants(pid)
     for member in pids:
         try:
@@ -90,8 +103,9 @@ def read_usage(pid: int) -> Usage:
             rss += _status_kb(member, "VmRSS").get("VmRSS", 0)
         except (OSError, IndexError, ValueError):
             continue  # a child that just exited
+        run_ns += _run_ns(member)
     hwm = _status_kb(pid, "VmHWM").get("VmHWM", 0)
-    return Usage(now, ticks / CLK_TCK, rss, hwm, len(pids))
+    return Usage(now, ticks / CLK_TCK, rss, hwm, len(pids), run_ns / 1e9)
 
 
 def reset_peak(pid: int) -> bool:

@@ -251,7 +251,7 @@ async def scenario_idle(cfg: Config, inputs: list[tuple[bytes, str]], rng: rando
         f"\n[idle] {cfg.idle_jobs} jobs one after another on an idle bot (bot defaults; tasks"
         f" {cfg.shape.lo:g}-{cfg.shape.hi:g} s; 1 MP JPEG in, PNG result that fits; no probe running)"
     )
-    async with Session("idle", 2, {}, inputs) as session:
+    async with Session("idle", 2, {}, inputs, watch_metrics=False) as session:
         await session.warm_up(1 if cfg.smoke else 2)
         idle_rate = await session.idle_cpu_rate(0.5 if cfg.smoke else 3.0)
         session.mark_machine()
@@ -321,6 +321,8 @@ async def scenario_burst(
     at_once, waited = by_queue_wait(batch.collected.jobs, batch.collected.rest_per_job())
     p99s = [pct([j.defer * 1000 for j in b.collected.jobs], 99) for b in batches]
     figures.update(
+        jobs=count,
+        jobs_total=len(batch.dispatched),
         runs=repeats,
         arrival_window_s=round(max(b.dispatched_by - b.started for b in batches), 3),
         wall_s=round(statistics.median(b.ended - b.started for b in batches), 2),
@@ -337,7 +339,7 @@ async def scenario_burst(
         rss_growth_mb=round((peak.hwm_kb - baseline.rss_kb) / 1024, 1),
         rss_growth_kb_per_job_held=round((peak.hwm_kb - baseline.rss_kb) / max(1, held), 1),
     )
-    print(f"  all {repeats} run(s) together ({len(batch.dispatched)} jobs):")
+    print(f"  all {repeats} run(s) together ({len(batch.dispatched)} jobs; 'ended after': the median run):")
     print_jobs(figures)
     print(
         f"  most REST requests of one job: {fmt(at_once, 1)} if it started at once,"

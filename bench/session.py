@@ -129,8 +129,11 @@ class Session:
         overrides: dict[str, str],
         inputs: list[tuple[bytes, str]],
         environ: dict[str, str] | None = None,
+        *,
+        watch_metrics: bool = True,
     ) -> None:
         self.name = name
+        self.watch_metrics = watch_metrics
         self.overrides = overrides
         self.inputs = inputs
         self.environ = environ or {}
@@ -168,7 +171,8 @@ class Session:
                 await self.fakes.discord.wait_until(lambda: self.fakes.has_command("edit"), math.inf)
         except TimeoutError:
             raise BotFailed(f"the bot was not ready within 60 s\n{self.bot.log_tail()}") from None
-        self.sampler = Sampler(self.bot.pid, 0.2, f"{self.bot.base_url}/metrics", self.http)
+        metrics = f"{self.bot.base_url}/metrics" if self.watch_metrics else None
+        self.sampler = Sampler(self.bot.pid, 0.2, metrics, self.http)
         self.sampler.start()
         self.ticker.start()
         # the fakes must not pause to collect garbage while they time the bot: their pauses would
@@ -354,11 +358,12 @@ class Session:
             await self.run(count, 0.0, lambda n: self.fakes.script_tasks(n, WARM_UP, rng), limit_s=60)
 
     async def idle_cpu_rate(self, seconds: float) -> float:
-        """CPU seconds per second the bot uses doing nothing (plus the probe's requests, if running)."""
+        """CPU seconds per second the bot uses doing nothing (plus the probe's and the sampler's
+        requests, when they run). From schedstat: utime + stime count 10 ms ticks, too coarse here."""
         before = self.usage()
         await asyncio.sleep(seconds)  # a measurement window
         after = self.usage()
-        return (after.cpu_s - before.cpu_s) / (after.t - before.t)
+        return (after.run_s - before.run_s) / (after.t - before.t)
 
     # --- Python allocations (bench/pyalloc) -------------------------------------------------
 
