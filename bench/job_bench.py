@@ -263,7 +263,9 @@ async def scenario_idle(cfg: Config, inputs: list[tuple[bytes, str]], rng: rando
         figures = job_figures(batch)
         figures.update(arrival_window_s=None, wall_s=round(sum(b.ended - b.started for b in batches), 2))
         net, raw = cpu_per_job_ms(batch, idle_rate)
+        each = [(b.cpu1.run_s - b.cpu0.run_s - idle_rate * (b.cpu1.t - b.cpu0.t)) * 1000 for b in batches]
         figures.update(cpu_ms_per_job=net, cpu_ms_per_job_raw=raw, idle_cpu_ms_per_s=idle_rate * 1000)
+        figures.update(cpu_ms_per_job_median=statistics.median(each), cpu_ms_per_job_max=max(each))
         figures.update(session.machine_figures())
         figures.update(session.fake_lags(batch.started, batch.ended))
         figures["rss_mb"] = round(session.usage().rss_kb / 1024, 1)
@@ -277,7 +279,9 @@ async def scenario_idle(cfg: Config, inputs: list[tuple[bytes, str]], rng: rando
     print_kinds(batch.collected)
     print(
         f"  bot CPU per job: {fmt(net, 1)} ms (raw {fmt(raw, 1)} ms, less the idle bot's"
-        f" {fmt(figures['idle_cpu_ms_per_s'], 2)} ms/s); RSS {figures['rss_mb']} MB"
+        f" {fmt(figures['idle_cpu_ms_per_s'], 2)} ms/s); job by job: median"
+        f" {fmt(figures['cpu_ms_per_job_median'], 1)} ms, max {fmt(figures['cpu_ms_per_job_max'], 1)} ms;"
+        f" RSS {figures['rss_mb']} MB"
     )
     print_lag(figures, "probe_idle", "the idle bot's /healthz answer time (the probe's floor)")
     print_machine(figures)
