@@ -148,6 +148,13 @@ def run_bench(name: str, smoke: bool, timeout: float, env: dict[str, str]) -> tu
     return (f"exit status {code}" if code is not None else f"timed out after {timeout:g} s"), figures
 
 
+def tidy(value: Any) -> Any:
+    """Floats to 3 decimals; NaN and infinity (which JSON lacks) to None."""
+    if isinstance(value, float):
+        return round(value, 3) if math.isfinite(value) else None
+    return value
+
+
 def fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -210,7 +217,7 @@ def main() -> int:
         bench_started = time.perf_counter()
         status, found = run_bench(name, args.smoke, timeout, env)
         statuses[name] = status
-        figures.update({f"{name}.{key}": value for key, value in found.items()})
+        figures.update({f"{name}.{key}": tidy(value) for key, value in found.items()})
         print(f"=== {name}: {status} in {time.perf_counter() - bench_started:.1f} s", flush=True)
     elapsed = time.perf_counter() - started
     busy1 = machine_busy()
