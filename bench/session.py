@@ -306,7 +306,9 @@ class Session:
             with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
                 async with self.http.get(f"{self.bot.base_url}/healthz") as resp:
                     state = await resp.json()
-                if not state.get("jobs_running") and not state.get("jobs_waiting"):
+                if "jobs_running" not in state or "jobs_waiting" not in state:
+                    raise BotFailed(f"/healthz no longer says jobs_running and jobs_waiting: {state}")
+                if state["jobs_running"] == 0 and state["jobs_waiting"] == 0:
                     return
             await asyncio.sleep(0.05)  # the bot is another process: ask it again
 
