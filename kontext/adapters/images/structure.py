@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from kontext.domain.errors import ImageStructure
 
-__all__ = ["UNLIMITED", "Structure", "StructureLimits", "check_structure"]
+__all__ = ["DEFAULT_LIMITS", "UNLIMITED", "Structure", "StructureLimits", "check_structure"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,8 @@ class StructureLimits:
         return cls(**{k: int(v) for k, v in data.items() if k in names})
 
 
+#: The thresholds in force (see each field of :class:`StructureLimits`).
+DEFAULT_LIMITS: Final = StructureLimits()
 #: No structural limit at all (benchmarks and tests that must reach the decoder).
 UNLIMITED: Final = StructureLimits(**{f.name: 2**62 for f in fields(StructureLimits)})
 
