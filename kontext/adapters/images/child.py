@@ -43,6 +43,16 @@ def _address_space() -> int:
         return 0
 
 
+def _cpu_ms() -> float:
+    """CPU this worker used since it was forked (its start, the request and the work)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not POSIX
+        return 0.0
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return round((used.ru_utime + used.ru_stime) * 1000, 1)
+
+
 def limit_resources(config: dict[str, Any]) -> None:
     """Lower the priority and set the CPU, address-space and core-file limits (hard = soft)."""
     with contextlib.suppress(OSError):
@@ -127,4 +137,5 @@ def serve(sock: socket.socket, config: dict[str, Any]) -> None:
         del parts
         reply, out = handle(header, payload)
         del payload
+        reply["cpu_ms"] = _cpu_ms()
         wire.send_blocking(sock, reply, out)

@@ -51,6 +51,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Final, TypeVar
 
 from kontext.adapters.images import child, structure, wire
@@ -115,23 +116,32 @@ class SandboxLimits:
         return self.cpu_seconds or max(1, math.ceil(self.timeout_s))
 
 
-def _main_module() -> str | None:
-    """The importable name of the main script (``bot`` for ``python bot.py``), if it has one.
+def _main_preload() -> list[str]:
+    """The main script's importable name (``bot`` for ``python bot.py``) and the modules it imported.
 
     Every worker runs the main script again as ``__mp_main__`` while it starts (multiprocessing's
-    rule for forkserver and spawn). When the fork server has imported it first, that costs about a
-    millisecond (its imports are already loaded); otherwise ~0.4 s of CPU per worker for the bot's.
-    CPython 3.11's own ``"__main__"`` preload never takes effect (it looks for a ``main_path`` key
-    that is never set), so the script is preloaded under its module name.
+    rule for forkserver and spawn). When the fork server has already imported what the script
+    imports, that costs about a millisecond; otherwise ~0.4 s of CPU per worker for the bot's
+    imports. CPython 3.11's own ``"__main__"`` preload never takes effect (it looks for a
+    ``main_path`` key that is never set), hence this list.
     """
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
-    if spec is not None:
-        name = str(spec.name)
-        return None if name == "__main__" or name.endswith(".__main__") else name
+    if main is None or (spec is not None and str(spec.name).endswith("__main__")):
+        return []  # python -m package: workers do not re-run it
+    names: set[str] = set()
     path = getattr(main, "__file__", None)
-    stem = Path(path).stem if isinstance(path, str) else ""
-    return stem if stem.isidentifier() else None
+    if spec is not None:
+        names.add(str(spec.name))
+    elif isinstance(path, str) and Path(path).stem.isidentifier():
+        names.add(Path(path).stem)
+    for value in list(vars(main).values()):
+        module = (
+            value if isinstance(value, ModuleType) else sys.modules.get(str(getattr(value, "__module__", "")))
+        )
+        if isinstance(module, ModuleType) and module.__name__ not in ("__main__", "builtins"):
+            names.add(module.__name__)
+    return sorted(names)
 
 
 Context = multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext
@@ -141,9 +151,8 @@ def _context() -> Context:
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")  # pragma: no cover - Windows: no fork server
     context = multiprocessing.get_context("forkserver")
-    main = _main_module()
     # the zygote last: it warms Pillow up and freezes the GC over everything imported before it
-    context.set_forkserver_preload(["__main__", *([main] if main else []), "kontext.adapters.images.zygote"])
+    context.set_forkserver_preload(["__main__", *_main_preload(), "kontext.adapters.images.zygote"])
     return context
 
 
@@ -328,6 +337,10 @@ class ImageSandbox:
         except wire.Malformed as exc:
             worker.kill()
             raise BrokenImage(f"{op}: worker {worker.pid} sent a malformed reply ({exc})") from None
+        cpu = reply.get("cpu_ms")
+        if isinstance(cpu, (int, float)) and not isinstance(cpu, bool) and 0 <= cpu < 1e7:
+            self.metrics.inc("image_worker_cpu_ms_total", int(cpu))
+            log.debug("%s in worker %d: %.0f ms of CPU", op, worker.pid, cpu)
         if not reply.get("ok"):
             raise wire.error_from(reply)
         return reply, parts

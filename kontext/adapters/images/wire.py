@@ -152,7 +152,8 @@ def receive_blocking(sock: socket.socket, max_payload: int) -> tuple[dict[str, A
 def send_blocking(sock: socket.socket, header: dict[str, Any], parts: Sequence[bytes]) -> None:
     sock.sendall(_frame(header, parts))
     for part in parts:
-        sock.sendall(part)
+        if part:  # an empty send to a peer that already hung up would fail for nothing
+            sock.sendall(part)
 
 
 # --- the bot's side (asyncio, non-blocking socket) ----------------------------------------------------
@@ -164,7 +165,8 @@ async def send(sock: socket.socket, header: dict[str, Any], parts: Sequence[byte
     try:
         await loop.sock_sendall(sock, _frame(header, parts))
         for part in parts:
-            await loop.sock_sendall(sock, part)
+            if part:  # the worker may answer and exit as soon as it has every byte it was promised
+                await loop.sock_sendall(sock, part)
     except (BrokenPipeError, ConnectionResetError) as exc:
         raise Closed(f"worker gone while sending: {exc}") from None
 
