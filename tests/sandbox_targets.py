@@ -33,6 +33,7 @@ def _facts(header: dict[str, Any], payload: bytes) -> child.Reply:
         "cpu": resource.getrlimit(resource.RLIMIT_CPU),
         "as": resource.getrlimit(resource.RLIMIT_AS),
         "core": resource.getrlimit(resource.RLIMIT_CORE),
+        "oom_score_adj": open("/proc/self/oom_score_adj", encoding="ascii").read().strip(),
         "fds": {fd: _target(fd) for fd in os.listdir("/proc/self/fd")},
         "environ": sorted(os.environ),
     }, []

@@ -100,6 +100,7 @@ async def test_a_worker_is_a_fresh_limited_low_priority_process(make_sandbox: Ma
     soft, hard = first["as"]
     assert soft == hard and 300 * 1024 * 1024 < soft < 2 * 1024**3
     assert first["core"] == [0, 0]
+    assert first["oom_score_adj"] == "1000", "the OOM killer takes a worker before the bot"
     targets = [target for fd, target in first["fds"].items() if int(fd) > 2]  # not stdin/out/err
     assert sum(t.startswith("socket:") for t in targets) == 1, "its own connection, none of the bot's"
     assert not [t for t in targets if t.startswith("/") and t != "/dev/null"], "no file of the bot's"

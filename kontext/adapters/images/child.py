@@ -9,7 +9,9 @@ soft and the hard value, so the process cannot raise it again):
 * ``RLIMIT_AS``: its address space as forked (interpreter and Pillow, shared with the fork server)
   plus the configured per-image memory; an allocation past it fails (``MemoryError``) instead of
   pushing the container into the OOM killer;
-* ``RLIMIT_CORE`` 0: a crash leaves no core file.
+* ``RLIMIT_CORE`` 0: a crash leaves no core file;
+* ``oom_score_adj`` 1000: should the container run out of memory anyway, the kernel's OOM killer
+  takes a worker, not the bot.
 
 A worker serves exactly one request: whatever a hostile file did to its memory dies with it, and
 the next image (maybe another user's) gets a fresh process. Replies are JSON headers plus raw bytes
@@ -43,20 +45,27 @@ def _address_space() -> int:
         return 0
 
 
-def _cpu_ms() -> float:
-    """CPU this worker used since it was forked (its start, the request and the work)."""
+def _usage() -> dict[str, float]:
+    """CPU this worker used since it was forked (its start, the request and the work) and its peak
+    resident memory."""
     try:
         import resource
     except ImportError:  # pragma: no cover - not POSIX
-        return 0.0
+        return {}
     used = resource.getrusage(resource.RUSAGE_SELF)
-    return round((used.ru_utime + used.ru_stime) * 1000, 1)
+    return {
+        "cpu_ms": round((used.ru_utime + used.ru_stime) * 1000, 1),
+        "rss_mb": round(used.ru_maxrss / 1024, 1),
+    }
 
 
 def limit_resources(config: dict[str, Any]) -> None:
-    """Lower the priority and set the CPU, address-space and core-file limits (hard = soft)."""
+    """Lower the priority, volunteer first for the OOM killer, set the CPU, address-space and
+    core-file limits (hard = soft)."""
     with contextlib.suppress(OSError):
         os.nice(int(config.get("nice", 0)))
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w", encoding="ascii") as adj:
+        adj.write("1000")  # if memory runs out anyway, the kernel kills a worker, never the bot
     try:
         import resource
     except ImportError:  # pragma: no cover - not POSIX: only the bot's wall-clock timeout applies
@@ -137,5 +146,5 @@ def serve(sock: socket.socket, config: dict[str, Any]) -> None:
         del parts
         reply, out = handle(header, payload)
         del payload
-        reply["cpu_ms"] = _cpu_ms()
+        reply.update(_usage())
         wire.send_blocking(sock, reply, out)

@@ -337,10 +337,9 @@ class ImageSandbox:
         except wire.Malformed as exc:
             worker.kill()
             raise BrokenImage(f"{op}: worker {worker.pid} sent a malformed reply ({exc})") from None
-        cpu = reply.get("cpu_ms")
-        if isinstance(cpu, (int, float)) and not isinstance(cpu, bool) and 0 <= cpu < 1e7:
-            self.metrics.inc("image_worker_cpu_ms_total", int(cpu))
-            log.debug("%s in worker %d: %.0f ms of CPU", op, worker.pid, cpu)
+        cpu, rss = _number(reply.get("cpu_ms")), _number(reply.get("rss_mb"))
+        self.metrics.inc("image_worker_cpu_ms_total", int(cpu))
+        log.debug("%s in worker %d: %.0f ms of CPU, peak %.0f MB resident", op, worker.pid, cpu, rss)
         if not reply.get("ok"):
             raise wire.error_from(reply)
         return reply, parts
@@ -482,6 +481,12 @@ def _image_type(header: dict[str, Any], data: bytes) -> tuple[str, str]:
     if magic is None or not data.startswith(magic):
         raise BrokenImage(f"sandbox reply is not the {content_type}/{extension} it claims"[:300])
     return content_type, extension
+
+
+def _number(value: Any) -> float:
+    """A figure a worker reported, or 0 when it is not a plausible one."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e9
+    return float(value) if ok else 0.0
 
 
 def _size(value: Any) -> bool:
