@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import os
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable
@@ -281,3 +282,24 @@ async def test_a_large_result_with_exif_orientation_and_gps_is_reencoded_clean_a
     assert len(world.apimart.result_bytes(world.apimart.submissions[0].task_id or "")) > 400_000
     assert_clean_and_upright(attachment.data, source, (1200, 900))
     assert "re-encoded to fit" in result.content
+
+
+async def test_the_bot_starts_without_waiting_for_workers_and_stops_every_one(world: World) -> None:
+    bot = await world.start_bot()
+    box = bot.backend.images
+    await within(lambda: box.ready == box.limits.workers, 30, what="image workers started")
+    inter = await world.edit(ordinary_photo(), filename="photo.jpg", content_type="image/jpeg")
+    await world.result_of(inter)
+    await within(lambda: box.ready == box.limits.workers, 30, what="spares replaced")
+    pids = box.pids()
+    assert len(pids) == box.limits.workers
+    await world.stop_bot()
+    await within(lambda: all(_gone(pid) for pid in pids), 10, what="every worker gone after close")
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
