@@ -316,6 +316,22 @@ async def test_a_spare_that_died_is_skipped(make_sandbox: MakeSandbox) -> None:
     assert (await box.normalise(hostile.small_jpeg(), LIMITS)).width == 320
 
 
+async def test_a_spare_that_died_unnoticed_costs_the_job_nothing(make_sandbox: MakeSandbox) -> None:
+    """The spare is killed and gone before the event loop has seen its sentinel: the request finds
+    a closed connection, and the job simply gets another worker."""
+    box = make_sandbox(workers=1)
+    await within(lambda: box.ready == 1, 20, what="spare started")
+    [pid] = box.pids()
+    os.kill(pid, 9)
+    deadline = time.monotonic() + 10
+    while not gone(pid) and time.monotonic() < deadline:  # no await: the loop must not notice yet
+        os.sched_yield()
+    assert box._spares[0].alive, "not noticed yet"
+    assert (await box.normalise(hostile.small_jpeg(), LIMITS)).width == 320
+    assert pid not in box.pids()
+    assert box.metrics.counters["image_workers_dead_on_arrival_total"] == 1
+
+
 async def test_the_event_loop_keeps_running_while_workers_decode(make_sandbox: MakeSandbox) -> None:
     box = make_sandbox()
     data = photo_12mp()

@@ -156,6 +156,10 @@ def _context() -> Context:
     return context
 
 
+class _DeadOnArrival(Exception):
+    """The worker had ended before the request reached it (the job is tried once more)."""
+
+
 @dataclass(eq=False)
 class _Worker:
     process: BaseProcess
@@ -302,26 +306,37 @@ class ImageSandbox:
         self, op: str, params: dict[str, Any], payload: bytes, *, owner: int | None, reply_cap: int
     ) -> tuple[dict[str, Any], list[bytes]]:
         """Run ``op`` on ``payload`` in a fresh worker; its reply header and parts, or a typed error."""
-        if self._closed:
-            raise ShuttingDown("image sandbox is closed")
         job = next(self._ids)
         async with self.scheduler.slot(f"image-{job}", owner if owner is not None else -job):
-            worker = await self._take()
-            self._busy.add(worker)
-            try:
-                return await self._exchange(
-                    worker, op, {"op": op, **params}, payload, reply_cap + _REPLY_SLACK
-                )
-            finally:
-                self._busy.discard(worker)
-                self._retire(worker)
+            header = {"op": op, **params}
+            for attempt in (1, 2):
+                try:
+                    return await self._in_worker(op, header, payload, reply_cap + _REPLY_SLACK)
+                except _DeadOnArrival as exc:  # it died while waiting (the OOM killer?): try another
+                    self.metrics.inc("image_workers_dead_on_arrival_total")
+                    if attempt == 2:
+                        raise BrokenImage(f"{op}: {exc}, twice") from None
+            raise AssertionError("unreachable")
+
+    async def _in_worker(
+        self, op: str, header: dict[str, Any], payload: bytes, reply_cap: int
+    ) -> tuple[dict[str, Any], list[bytes]]:
+        if self._closed:
+            raise ShuttingDown("image sandbox is closed")
+        worker = await self._take()
+        self._busy.add(worker)
+        try:
+            return await self._exchange(worker, op, header, payload, reply_cap)
+        finally:
+            self._busy.discard(worker)
+            self._retire(worker)
 
     async def _exchange(
         self, worker: _Worker, op: str, header: dict[str, Any], payload: bytes, reply_cap: int
     ) -> tuple[dict[str, Any], list[bytes]]:
         try:
             async with asyncio.timeout(self.limits.timeout_s):
-                await wire.send(worker.sock, header, [payload])
+                await self._send(worker, header, payload)
                 reply, parts = await wire.receive(worker.sock, reply_cap)
         except TimeoutError:
             worker.kill()
@@ -343,6 +358,14 @@ class ImageSandbox:
         if not reply.get("ok"):
             raise wire.error_from(reply)
         return reply, parts
+
+    async def _send(self, worker: _Worker, header: dict[str, Any], payload: bytes) -> None:
+        try:
+            await wire.send(worker.sock, header, [payload])
+        except wire.Closed:
+            if self._closed:
+                raise ShuttingDown("image sandbox closed during the job") from None
+            raise _DeadOnArrival(f"worker {worker.pid} was gone before the request") from None
 
     async def _died(self, worker: _Worker, op: str) -> Exception:
         """The error for a worker that closed its connection without answering."""
