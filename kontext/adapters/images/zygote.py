@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import gc
 import io
+import logging
 
 from PIL import Image
 
 from kontext.adapters.images import child, processing
 from kontext.domain.images import ImageLimits
+
+log = logging.getLogger("kontext.adapters.images.zygote")
 
 #: What each worker runs (imported here so it is in the frozen state too).
 _SERVE = child.serve
@@ -31,10 +34,14 @@ def _warm_up() -> None:
     picture = Image.linear_gradient("L").resize((96, 64)).convert("RGB")
     for fmt in ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF"):
         buf = io.BytesIO()
-        picture.save(buf, fmt)
-        processing.normalise_image(buf.getvalue(), ImageLimits())
-        if fmt in ("JPEG", "PNG"):
-            processing.fit_result(buf.getvalue(), 10**7, max_pixels=10**7)
+        try:
+            picture.save(buf, fmt)
+            processing.normalise_image(buf.getvalue(), ImageLimits())
+            if fmt in ("JPEG", "PNG"):
+                processing.fit_result(buf.getvalue(), 10**7, max_pixels=10**7)
+        except Exception as exc:  # noqa: BLE001 - a Pillow without this codec: warming up is optional,
+            # and anything but ImportError raised here would take the fork server down
+            log.debug("fork server warm-up skipped %s: %r", fmt, exc)
 
 
 _warm_up()
