@@ -31,7 +31,7 @@ from tests.fakes.apimart_fake import FakeApimart
 from tests.fakes.discord import FakeDiscord
 from tests.harness import API_KEY, TOKEN, World, decode, inverted, make_image, mean_abs_diff
 from tests.test_e2e_moderation import admin, kontext, refused
-from tests.waiting import within
+from tests.waiting import eventually
 
 HEARTBEAT_MS = 100
 #: How far behind the gateway heartbeat may fall (discord.py warns at 10 s; Discord drops a
@@ -123,7 +123,7 @@ async def test_ordinary_edit_is_not_held_up_while_two_hostile_files_are_decoded(
     heartbeats = Heartbeats(monkeypatch)
     bot = await world.start_bot(IMAGE_TIMEOUT_SECONDS="3")
     box = bot.backend.images
-    await within(lambda: box.ready == box.limits.workers, 30, what="image workers started")
+    await eventually(lambda: box.ready == box.limits.workers, 30)
     started = time.perf_counter()
     await timed_edit(world, photo, world.user.id)  # warm-up
     baseline = await timed_edit(world, photo, world.user.id)
@@ -132,9 +132,7 @@ async def test_ordinary_edit_is_not_held_up_while_two_hostile_files_are_decoded(
     attacks = [
         await world.edit(bomb, filename="x.jpg", content_type="image/jpeg", user_id=mallory) for _ in range(2)
     ]
-    await within(
-        lambda: box.running == 1 and box.scheduler.waiting_count == 1, 20, what="one attack decoding"
-    )
+    await eventually(lambda: box.running == 1 and box.scheduler.waiting_count == 1, 20)  # one decoding
     under_attack = await timed_edit(world, photo, world.user.id)
     texts = [await world.failure_of(inter, timeout=30) for inter in attacks]
     elapsed = time.perf_counter() - started
@@ -172,7 +170,7 @@ async def test_hostile_structures_are_refused_quickly_and_privately_and_never_pa
     heartbeats = Heartbeats(monkeypatch)
     bot = await world.start_bot()
     box = bot.backend.images
-    await within(lambda: box.ready == box.limits.workers, 30, what="image workers started")
+    await eventually(lambda: box.ready == box.limits.workers, 30)
     started = time.perf_counter()
     mallory = add_member(world, "mallory")
     baseline = await timed_edit(world, photo, world.user.id)
@@ -287,14 +285,14 @@ async def test_a_large_result_with_exif_orientation_and_gps_is_reencoded_clean_a
 async def test_the_bot_starts_without_waiting_for_workers_and_stops_every_one(world: World) -> None:
     bot = await world.start_bot()
     box = bot.backend.images
-    await within(lambda: box.ready == box.limits.workers, 30, what="image workers started")
+    await eventually(lambda: box.ready == box.limits.workers, 30)
     inter = await world.edit(ordinary_photo(), filename="photo.jpg", content_type="image/jpeg")
     await world.result_of(inter)
-    await within(lambda: box.ready == box.limits.workers, 30, what="spares replaced")
+    await eventually(lambda: box.ready == box.limits.workers, 30)
     pids = box.pids()
     assert len(pids) == box.limits.workers
     await world.stop_bot()
-    await within(lambda: all(_gone(pid) for pid in pids), 10, what="every worker gone after close")
+    await eventually(lambda: all(_gone(pid) for pid in pids), 10)
 
 
 def _gone(pid: int) -> bool:

@@ -33,7 +33,7 @@ from kontext.domain.errors import (
 )
 from kontext.domain.images import ImageLimits
 from tests import hostile, sandbox_targets
-from tests.waiting import within
+from tests.waiting import eventually
 
 LIMITS = ImageLimits()
 MakeSandbox = Callable[..., ImageSandbox]
@@ -90,7 +90,7 @@ async def test_normalising_in_a_worker_gives_the_same_image_as_inline(make_sandb
 
 async def test_a_worker_is_a_fresh_limited_low_priority_process(make_sandbox: MakeSandbox) -> None:
     box = make_sandbox(test_ops=True, timeout_s=2.5, memory_bytes=300 * 1024 * 1024)
-    await within(lambda: box.ready == 2, 20, what="two workers started ahead of the first job")
+    await eventually(lambda: box.ready == 2, 20)
     first, _ = await box.run("facts", {}, b"", owner=1, reply_cap=0)
     second, _ = await box.run("facts", {}, b"", owner=1, reply_cap=0)
     assert first["pid"] != second["pid"], "one job per process"
@@ -104,7 +104,7 @@ async def test_a_worker_is_a_fresh_limited_low_priority_process(make_sandbox: Ma
     targets = [target for fd, target in first["fds"].items() if int(fd) > 2]  # not stdin/out/err
     assert sum(t.startswith("socket:") for t in targets) == 1, "its own connection, none of the bot's"
     assert not [t for t in targets if t.startswith("/") and t != "/dev/null"], "no file of the bot's"
-    await within(lambda: gone(first["pid"]) and gone(second["pid"]), 5, what="workers exit after one job")
+    await eventually(lambda: gone(first["pid"]) and gone(second["pid"]), 5)
 
 
 async def test_typed_errors_cross_the_process_boundary(make_sandbox: MakeSandbox) -> None:
@@ -153,7 +153,7 @@ async def test_hostile_files_end_in_a_refusal_or_a_normalised_image(
     make, refusal = CORPUS[name]
     data = make()
     box = make_sandbox()  # defaults: 10 s, 512 MiB, the default structure limits
-    await within(lambda: box.ready == 2, 20, what="workers started")
+    await eventually(lambda: box.ready == 2, 20)
     started = time.perf_counter()
     if refusal is None:
         out = await box.normalise(data, LIMITS, owner=7)
@@ -173,7 +173,7 @@ async def test_hostile_files_end_in_a_refusal_or_a_normalised_image(
 async def test_a_decode_past_the_timeout_is_killed_and_the_pool_goes_on(make_sandbox: MakeSandbox) -> None:
     """Without the pre-check, the 60,000-scan JPEG decodes for ~10 s: the worker is killed at 1.5 s."""
     box = make_sandbox(timeout_s=1.5, structure_limits=structure.UNLIMITED)
-    await within(lambda: box.ready == 2, 20, what="workers started")
+    await eventually(lambda: box.ready == 2, 20)
     started = time.perf_counter()
     with pytest.raises(ImageTooSlow) as slow:
         await box.normalise(hostile.scan_repeat_jpeg(60_000), LIMITS, owner=1)
@@ -270,7 +270,7 @@ async def test_one_owner_never_holds_every_worker(make_sandbox: MakeSandbox) -> 
     box = make_sandbox(test_ops=True, workers=2)
     assert box.limits.per_owner == 1
     hogs = [asyncio.create_task(box.run("hold", {}, b"", owner=666, reply_cap=0)) for _ in range(2)]
-    await within(lambda: box.running == 1 and box.scheduler.waiting_count == 1, 20, what="one hog running")
+    await eventually(lambda: box.running == 1 and box.scheduler.waiting_count == 1, 20)
     held = box.pids()
     started = time.perf_counter()
     out = await box.normalise(hostile.small_jpeg(), LIMITS, owner=1)
@@ -279,40 +279,40 @@ async def test_one_owner_never_holds_every_worker(make_sandbox: MakeSandbox) -> 
     for task in hogs:
         task.cancel()
     await asyncio.gather(*hogs, return_exceptions=True)
-    await within(lambda: all(gone(pid) for pid in held - box.pids()), 5, what="cancelled workers killed")
+    await eventually(lambda: all(gone(pid) for pid in held - box.pids()), 5)
 
 
 async def test_cancelling_a_job_kills_its_worker_at_once(make_sandbox: MakeSandbox) -> None:
     box = make_sandbox(test_ops=True, timeout_s=60)
     job = asyncio.create_task(box.run("burn", {}, b"", owner=1, reply_cap=0))
-    await within(lambda: box.running == 1, 20, what="job running")
+    await eventually(lambda: box.running == 1, 20)
     [pid] = [p for p in box.pids() if p not in {w.pid for w in box._spares}]
     job.cancel()
     with pytest.raises(asyncio.CancelledError):
         await job
-    await within(lambda: gone(pid), 5, what="worker killed")
+    await eventually(lambda: gone(pid), 5)
     assert box.running == 0
 
 
 async def test_close_kills_every_worker_and_refuses_new_work(make_sandbox: MakeSandbox) -> None:
     box = make_sandbox(test_ops=True)
     job = asyncio.create_task(box.run("hold", {}, b"", owner=1, reply_cap=0))
-    await within(lambda: box.running == 1 and box.ready == 2, 20, what="a job and two spares")
+    await eventually(lambda: box.running == 1 and box.ready == 2, 20)
     pids = box.pids()
     await box.close()
     with pytest.raises(ShuttingDown):
         await job
     with pytest.raises(ShuttingDown):
         await box.normalise(hostile.small_jpeg(), LIMITS)
-    await within(lambda: all(gone(pid) for pid in pids), 5, what="every worker gone")
+    await eventually(lambda: all(gone(pid) for pid in pids), 5)
 
 
 async def test_a_spare_that_died_is_skipped(make_sandbox: MakeSandbox) -> None:
     box = make_sandbox(workers=1)
-    await within(lambda: box.ready == 1, 20, what="spare started")
+    await eventually(lambda: box.ready == 1, 20)
     [pid] = box.pids()
     os.kill(pid, 9)  # the OOM killer, say, picked an idle worker
-    await within(lambda: not box._spares[0].alive, 5, what="spare seen dead")
+    await eventually(lambda: not box._spares[0].alive, 5)
     assert (await box.normalise(hostile.small_jpeg(), LIMITS)).width == 320
 
 
@@ -320,7 +320,7 @@ async def test_a_spare_that_died_unnoticed_costs_the_job_nothing(make_sandbox: M
     """The spare is killed and gone before the event loop has seen its sentinel: the request finds
     a closed connection, and the job simply gets another worker."""
     box = make_sandbox(workers=1)
-    await within(lambda: box.ready == 1, 20, what="spare started")
+    await eventually(lambda: box.ready == 1, 20)
     [pid] = box.pids()
     os.kill(pid, 9)
     deadline = time.monotonic() + 10

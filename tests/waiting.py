@@ -39,14 +39,3 @@ async def eventually_async(condition: Callable[[], Awaitable[bool]], timeout: fl
         if loop.time() > deadline:
             raise AssertionError(f"condition still false after {timeout} s")
         await asyncio.sleep(0.05)
-
-
-async def within(condition: Callable[[], object], seconds: float, *, what: str = "condition") -> None:
-    """Wait up to ``seconds`` of wall-clock time for ``condition()`` (work in other processes or
-    threads, which event-loop turns alone do not measure), checking every few milliseconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} still false after {seconds} s")
-        await asyncio.sleep(0.005)
