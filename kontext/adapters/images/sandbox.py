@@ -30,8 +30,11 @@ Process starts and reaping run in one helper thread (``Process.start`` blocks wh
 boots, ~0.5 s once), so the event loop never waits; the loop only reads and writes the worker's
 socket (non-blocking) and learns that a worker ended from its sentinel (``loop.add_reader``).
 
-Bytes travel raw over a socket pair (:mod:`.wire`), never pickled: the process hop costs ~1-3 ms per
-image next to the 50-300 ms of decoding (``bench/image_bench.py`` measures it).
+Bytes travel raw over a socket pair (:mod:`.wire`), never pickled: moving them costs ~2 ms per image.
+A fresh worker also spends CPU faulting its memory in: ~10 ms for a small image, ~20-35 ms for a
+12 MP one, next to the 110-360 ms of decoding it (``bench/image_bench.py`` measures all of it). That
+is the price of a clean process per image: whatever a hostile file did to a worker's memory never
+meets the next image, which may be another user's.
 """
 
 from __future__ import annotations
