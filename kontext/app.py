@@ -24,7 +24,7 @@ from kontext.adapters.discord.modlog import ModLog
 from kontext.adapters.discord.reporter import DiscordReporter
 from kontext.adapters.hosting import LocalHost, S3Host, S3Problem, build_host
 from kontext.adapters.http.download import HttpDownloader
-from kontext.adapters.images.worker import ImageWorker
+from kontext.adapters.images.sandbox import ImageSandbox, SandboxLimits
 from kontext.adapters.storage import (
     DatabaseProblem,
     DataDirInUse,
@@ -94,7 +94,7 @@ class App:
     store: Store
     session_gate: SessionStartGate
     provider: ApimartClient
-    images: ImageWorker
+    images: ImageSandbox
     runner: JobRunner
     moderation: Moderation
     modlog: ModLog
@@ -135,7 +135,16 @@ class App:
         host = build_host(s, self.provider)
         if isinstance(host, S3Host):
             self._s3 = await _opened_s3(host)
-        self.images = ImageWorker(max_threads=max(1, min(2, (os.cpu_count() or 2) - 1)))
+        self.images = ImageSandbox(
+            SandboxLimits(
+                workers=s.image_workers,
+                timeout_s=s.image_timeout_s,
+                memory_bytes=s.image_memory_mb * 1024 * 1024,
+                max_request=max(s.max_input_bytes, s.max_result_bytes),
+            ),
+            metrics=self.metrics,
+        )
+        self.images.start()  # the workers start in the background; nothing here waits for them
         self._started.add("images")
         downloader = HttpDownloader(
             self.session, allow_private=s.allow_private_urls, timeout=s.http_timeout_s
@@ -157,7 +166,7 @@ class App:
             settings_ttl=s.settings_cache_s if s.multi_process else None,
         )
         self._started.add("moderation")
-        self.modlog = ModLog(bot, self.moderation, self.images)
+        self.modlog = ModLog(bot, self.moderation)
         self._started.add("modlog")
         self.runner.on_finished = self.modlog.finished
         self.intake = Intake(s, self.runner, self.moderation, on_denied=self.modlog.denied)
@@ -223,7 +232,7 @@ class App:
         if self._web_runner is not None:
             await self._web_runner.cleanup()
         if "images" in self._started:
-            self.images.close()
+            await self.images.close()
         if self._s3 is not None:
             await self._s3.close()
         if "session" in self._started:

@@ -1,7 +1,7 @@
 """End to end: the hostile/odd image corpus through the REAL bot, checked on the copy that was hosted.
 
 tests/test_images.py covers each category in depth at unit level; here each category gets ONE run through
-the whole bot (Discord CDN → capped download → worker-thread normalisation → APIMart upload → the fake
+the whole bot (Discord CDN → capped download → sandboxed normalisation → APIMart upload → the fake
 API fetching that upload → result) and the assertions are about what the outside world saw: the hosted
 copy (``FakeApimart.uploads``, i.e. what APIMart downloaded) is re-encoded, single-frame, metadata-free,
 and the right pixels; inputs that lie about their size are refused without reading past the cap.

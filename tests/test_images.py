@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from PIL import ExifTags, Image, ImageCms, PngImagePlugin
+from PIL import ExifTags, Image, ImageCms, JpegImagePlugin, PngImagePlugin
 
 from kontext.adapters.images import processing as images
+from kontext.adapters.images.processing import ImageLimits, fit_result, normalise_image
 from kontext.domain.errors import (
     BrokenImage,
     ImageBadShape,
@@ -23,7 +24,6 @@ from kontext.domain.errors import (
     ResultError,
     ResultTooLarge,
 )
-from kontext.adapters.images.processing import ImageLimits, fit_result, normalise_image, thumbnail
 
 LIMITS = ImageLimits()  # 20 MiB, 50 MP cap, 2 MP target, min side 64, 7:3
 RED, GREEN, BLUE = (220, 20, 20), (20, 200, 20), (20, 20, 220)
@@ -595,15 +595,110 @@ def test_fit_result_refuses(data: bytes, reason: str) -> None:
     assert info.value.params == {"reason": reason}
 
 
-# --- thumbnail ----------------------------------------------------------------------------------
+# --- thumbnails (made with the normalised image / the fitted result, from the same decode) -------------
 
 
-def test_thumbnail() -> None:
+def test_normalise_returns_an_upright_metadata_free_thumbnail() -> None:
     data = encode(quadrants(1200, 600), "JPEG", exif=_exif(6, gps=True))
-    thumb = decode(thumbnail(data))
+    out = normalise_image(data, LIMITS)
+    thumb = decode(out.thumbnail)
     assert (thumb.format, thumb.size) == ("JPEG", (128, 256))  # rotated, longest side 256
-    assert len(thumb.getexif()) == 0
-    small = decode(thumbnail(encode(quadrants(1000, 500, "RGBA").convert("LA"), "PNG"), max_side=100))
-    assert small.size == (100, 50)
-    with pytest.raises(NotAnImage):
-        thumbnail(b"%PDF-1.4")
+    assert len(thumb.getexif()) == 0 and not {"exif", "icc_profile", "comment"} & set(thumb.info)
+    assert len(out.thumbnail) < 20_000
+    transparent = normalise_image(encode(quadrants(1000, 500, "RGBA").convert("LA"), "PNG"), LIMITS)
+    assert decode(transparent.thumbnail).size == (256, 128)
+
+
+def test_fit_result_returns_a_thumbnail() -> None:
+    res = fit_result(encode(quadrants(1200, 600), "JPEG"), 10**7, max_pixels=50_000_000)
+    thumb = decode(res.thumbnail)
+    assert thumb.format == "JPEG" and max(thumb.size) <= 256 and len(thumb.getexif()) == 0
+
+
+# --- results are sanitised like inputs ---------------------------------------------------------
+
+
+def sideways(picture: Image.Image) -> Image.Image:
+    """How a camera stores ``picture`` with EXIF orientation 6 (displayed rotated 90° clockwise)."""
+    return picture.transpose(Image.Transpose.ROTATE_90)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_result_that_fits_but_has_exif_is_turned_upright_and_stripped(fmt: str) -> None:
+    picture = quadrants(300, 200)
+    data = encode(
+        sideways(picture), fmt, exif=_exif(6, gps=True), **({"quality": 95} if fmt != "PNG" else {})
+    )
+    assert Image.open(io.BytesIO(data)).getexif().get(0x0112) == 6
+    res = fit_result(data, 10**7, max_pixels=50_000_000)
+    assert res.cleaned and not res.reencoded, "cleaned, not shrunk: no 're-encoded to fit' note"
+    out = decode(res.data)
+    assert out.size == (300, 200) == (res.width, res.height), "upright"
+    assert_quadrants(out)
+    assert len(out.getexif()) == 0 and b"GPS" not in res.data and b"Exif" not in res.data
+    if fmt == "PNG":
+        assert out.format == "PNG", "a PNG result is cleaned losslessly"
+
+
+def test_large_result_with_exif_is_reencoded_upright() -> None:
+    picture = noise(1200, 800)
+    picture.paste(RED, (0, 0, 600, 400))
+    data = encode(sideways(picture), "PNG", exif=_exif(6, gps=True))
+    res = fit_result(data, 400_000, max_pixels=50_000_000)
+    assert res.reencoded and res.cleaned and len(res.data) <= 400_000
+    out = decode(res.data)
+    assert out.width > out.height, "upright"
+    assert close(out.convert("RGB").getpixel((10, 10)), RED, tol=40)
+    assert len(out.getexif()) == 0 and b"GPS" not in res.data
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"pnginfo": "text"},
+        {"icc_profile": "srgb"},
+        {"trailing": b"hidden payload after IEND"},
+    ],
+)
+def test_fitting_png_result_with_any_metadata_is_cleaned(extra: dict[str, Any]) -> None:
+    im = quadrants(128, 96)
+    if "pnginfo" in extra:
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Comment", "prompt and seed")
+        data = encode(im, "PNG", pnginfo=info)
+    elif "icc_profile" in extra:
+        data = encode(
+            im, "PNG", icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        )
+    else:
+        data = encode(im, "PNG") + extra["trailing"]
+    res = fit_result(data, 10**7, max_pixels=50_000_000)
+    assert res.cleaned and res.data != data
+    assert b"prompt and seed" not in res.data and b"hidden payload" not in res.data
+    assert b"iCCP" not in res.data and b"tEXt" not in res.data
+    assert_quadrants(decode(res.data))
+
+
+def test_clean_jpeg_result_is_passed_on_byte_for_byte_and_decoded_at_thumbnail_scale(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = encode(quadrants(2048, 1536), "JPEG", quality=90)  # JFIF only: clean
+    decoded: list[tuple[int, int]] = []
+    real_load = JpegImagePlugin.JpegImageFile.load
+
+    def spy(self: JpegImagePlugin.JpegImageFile) -> Any:
+        decoded.append(self.size)
+        return real_load(self)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "load", spy)
+    res = fit_result(data, 10**7, max_pixels=50_000_000)
+    assert res.data is data and not res.cleaned and not res.reencoded
+    assert (res.width, res.height) == (2048, 1536)
+    assert set(decoded) == {(256, 192)}, "decoded once, at 1/8 scale (the check and the thumbnail)"
+
+
+def test_truncated_clean_result_is_still_refused() -> None:
+    data = encode(noise(256, 256), "JPEG", quality=90)[:-2000]
+    with pytest.raises(ResultError) as info:
+        fit_result(data, 10**7, max_pixels=50_000_000)
+    assert info.value.params == {"reason": "broken image"}

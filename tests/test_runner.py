@@ -10,8 +10,9 @@ import pytest
 
 from kontext.adapters.storage import PostgresStore
 from kontext.config import Settings, load_settings
-from kontext.domain.errors import ApiBalanceError, ApiSubmitUncertain, BusyError, ShuttingDown
+from kontext.domain.errors import ApiBalanceError, ApiSubmitUncertain, BusyError, ImageTooSlow, ShuttingDown
 from kontext.domain.events import Downloading, Editing, Queued, Uploading
+from kontext.domain.images import ImageLimits
 from kontext.domain.jobs import JobKind, JobRecord, JobState
 from kontext.domain.poll_schedule import PollSchedule
 from kontext.services.runner import JobRunner, RunnerPorts
@@ -65,15 +66,14 @@ class Rig:
     host: MemoryHost = field(default_factory=MemoryHost)
     downloader: MemoryDownloader = field(default_factory=MemoryDownloader)
     reporters: dict[str, RecordingReporter] = field(default_factory=dict)
+    images: PassThroughImages = field(default_factory=PassThroughImages)
     runner: JobRunner | None = None
 
     def build(self, **env: str) -> JobRunner:
         def reporter(record: JobRecord) -> RecordingReporter:
             return self.reporters.setdefault(record.id, RecordingReporter())
 
-        ports = RunnerPorts(
-            self.store, self.provider, self.host, PassThroughImages(), self.downloader, reporter
-        )
+        ports = RunnerPorts(self.store, self.provider, self.host, self.images, self.downloader, reporter)
         self.runner = JobRunner(settings(**env), ports, Metrics(), schedule=INSTANT)
         return self.runner
 
@@ -107,6 +107,36 @@ async def test_a_job_runs_through_every_state_once(rig: Rig) -> None:
     assert rig.host.deleted == [f"h-{record.id}"], "the hosted copy is deleted after the job"
     stored = rig.store.jobs[record.id]
     assert stored.interaction_token is None and stored.delivery == "original"
+
+
+async def test_only_thumbnails_outlive_their_step_and_image_work_is_done_for_the_requester(rig: Rig) -> None:
+    finished: list[tuple[JobState, bytes | None, bytes | None]] = []
+    runner = rig.build()
+    runner.on_finished = lambda record, inp, out: finished.append((record.state, inp, out))
+    record = job()
+    await runner.start_job(record)
+    await runner.wait_idle()
+    assert finished == [(JobState.DONE, b"in-thumb:image-by", b"out-thumb:image-by")]
+    assert runner._thumbnails == {}, "nothing is kept once the job ended"
+    assert rig.images.owners == [record.user_id, record.user_id], "normalise and fit, for the requester"
+
+
+async def test_an_input_refused_by_the_image_sandbox_fails_privately_before_any_cost(rig: Rig) -> None:
+    class Refusing(PassThroughImages):
+        async def normalise(self, data: bytes, limits: ImageLimits, *, owner: int | None = None) -> Any:
+            raise ImageTooSlow("normalise: no answer within 10 s; worker 42 killed")
+
+    rig.images = Refusing()
+    finished: list[tuple[bytes | None, bytes | None]] = []
+    runner = rig.build()
+    runner.on_finished = lambda record, inp, out: finished.append((inp, out))
+    record = job()
+    await runner.start_job(record)
+    await runner.wait_idle()
+    [failed] = rig.reporters[record.id].failed
+    assert failed.error.code == "image_too_slow" and failed.error.private
+    assert rig.provider.submits == [] and rig.host.puts == []
+    assert finished == [(None, None)]
 
 
 async def test_text_to_image_skips_hosting(rig: Rig) -> None:

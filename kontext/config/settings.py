@@ -323,6 +323,30 @@ class Settings:
         group=LIMITS,
         help="Largest result download accepted (MB); results over the channel's upload limit are re-encoded.",
     )
+    image_workers: int = setting(
+        "IMAGE_WORKERS",
+        Int(1, 64),
+        default=2,
+        group=LIMITS,
+        help="Image sandbox: worker processes decoding at once (one job each, then a fresh one); "
+        "one user gets at most all but one of them. Default sized for 2 CPUs.",
+    )
+    image_timeout_s: float = setting(
+        "IMAGE_TIMEOUT_SECONDS",
+        Float(1, 600),
+        default=10.0,
+        group=LIMITS,
+        help="Image sandbox: wall-clock seconds one image may take to read and process; past it the "
+        "worker is killed and the user asked to re-save the file. Also its CPU-time limit (rounded up).",
+    )
+    image_memory_mb: int = setting(
+        "IMAGE_MEMORY_MB",
+        Int(64, 65536),
+        default=512,
+        group=LIMITS,
+        help="Image sandbox: address space one worker may add for one image (MiB, RLIMIT_AS). "
+        "A 50 MP image needs ~250; keep workers x this under the container's memory.",
+    )
     job_timeout_s: float = setting(
         "JOB_TIMEOUT_SECONDS",
         Float(1, 86400),

@@ -70,6 +70,25 @@ class ImageBadShape(ImageError):
     code = "image_bad_shape"
 
 
+class ImageStructure(ImageError):
+    """The file's structure is absurd (far more scans, markers, chunks or blocks than any camera or
+    editor writes); refused before decoding (params: none, the detail names the count and the limit)."""
+
+    code = "image_structure"
+
+
+class ImageTooSlow(ImageError):
+    """Reading the image overran the sandbox's time or CPU limit; the worker was killed."""
+
+    code = "image_too_slow"
+
+
+class ImageTooHeavy(ImageError):
+    """Reading the image needed more memory than the sandbox allows; the worker was stopped."""
+
+    code = "image_too_heavy"
+
+
 class ImageDownloadFailed(ImageError):
     """The attachment could not be downloaded from Discord's CDN."""
 

@@ -42,15 +42,25 @@ class NormalisedImage:
     height: int
     source_format: str  # Pillow format name of the input: "PNG", "JPEG", "WEBP", "GIF", ...
     letterboxed: bool
+    #: A small metadata-free JPEG/PNG of the same picture for the moderation log, made in the same
+    #: decode (so the normalised copy itself need not be kept until the job ends).
+    thumbnail: bytes = b""
+    #: DCT scaling applied while decoding a JPEG (1 = none, 2, 4 or 8: decoded at 1/2, 1/4, 1/8 size).
+    draft_scale: int = 1
 
 
 @dataclass(frozen=True)
 class FittedResult:
-    """A result image that fits the upload limit it will be delivered under."""
+    """A result image that fits the upload limit it will be delivered under, upright and metadata-free."""
 
     data: bytes
     content_type: str
     extension: str
     width: int
     height: int
+    #: Re-encoded (lower quality or smaller) to fit the upload limit: the requester is told.
     reencoded: bool
+    #: A small thumbnail for the moderation log, made from the same (single) decode.
+    thumbnail: bytes = b""
+    #: Re-encoded only to drop metadata (EXIF, GPS, text, ICC …) and apply the EXIF orientation.
+    cleaned: bool = False

@@ -96,13 +96,24 @@ class Downloader(Protocol):
 
 
 class ImageProcessor(Protocol):
-    """Untrusted image work, off the event loop."""
+    """Untrusted image work, off the event loop, in a sandbox that a hostile file cannot stall.
 
-    async def normalise(self, data: bytes, limits: ImageLimits) -> NormalisedImage: ...
+    ``owner`` (the requester's user id) shares the image workers fairly: one owner never holds all
+    of them. Failures are :class:`kontext.domain.errors.ImageError` (inputs) or
+    :class:`kontext.domain.errors.ResultError` (results).
+    """
 
-    async def fit_result(self, data: bytes, max_bytes: int, *, max_pixels: int) -> FittedResult: ...
+    async def normalise(
+        self, data: bytes, limits: ImageLimits, *, owner: int | None = None
+    ) -> NormalisedImage:
+        """A metadata-free copy within ``limits``, with its moderation-log thumbnail."""
+        ...
 
-    async def thumbnail(self, data: bytes, max_side: int = 256) -> bytes: ...
+    async def fit_result(
+        self, data: bytes, max_bytes: int, *, max_pixels: int, owner: int | None = None
+    ) -> FittedResult:
+        """The result upright and metadata-free within ``max_bytes``, with its thumbnail."""
+        ...
 
 
 # --- the requester's side --------------------------------------------------------------------------

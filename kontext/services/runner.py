@@ -81,7 +81,7 @@ class JobLost(Exception):
     """Another process took the job over (this one's lease ran out): stop touching it, quietly."""
 
 
-#: Called once when a job ends (done or failed) with its normalised input and result, if known.
+#: Called once when a job ends (done or failed) with the thumbnails of its input and result, if known.
 FinishedHook = Callable[[JobRecord, bytes | None, bytes | None], None]
 
 
@@ -135,7 +135,8 @@ class JobRunner:
         self._tasks = BackgroundTasks("jobs", log)
         self._running: dict[str, asyncio.Task[None]] = {}
         self._reserved = 0
-        self._inputs: dict[str, bytes] = {}
+        #: Input thumbnails (a few KB) kept for the finished-hook; never the images themselves.
+        self._thumbnails: dict[str, bytes] = {}
         self._submitting: set[str] = set()
         self._submits_drained = asyncio.Event()
         self._leases = BackgroundTasks("leases", log)
@@ -328,18 +329,21 @@ class JobRunner:
             return
         await run.line.show(Uploading(), force=True)
         data = await self._fetch_input(job.input_url)
-        image = await self.ports.images.normalise(data, self.limits)
+        image = await self.ports.images.normalise(data, self.limits, owner=job.user_id)
+        del data  # the user's original is not needed past this step
         if image.letterboxed:
             run.notes.append(Note.LETTERBOXED)
         log.info(
-            "input normalised: %s %dx%d -> %s %d bytes",
+            "input normalised: %s (decoded at 1/%d) -> %s %dx%d, %d bytes",
             image.source_format,
+            image.draft_scale,
+            image.content_type,
             image.width,
             image.height,
-            image.content_type,
             len(image.data),
         )
-        self._inputs[job.id] = image.data
+        if image.thumbnail:
+            self._thumbnails[job.id] = image.thumbnail
         hosted = await host.put(
             job.id, image.data, image.content_type, image.extension, run.reporter.attach_input
         )
@@ -449,11 +453,15 @@ class JobRunner:
         )
         self.metrics.inc("jobs_done_total")
         log.info("delivered via %s after %.1f s", delivered.kind, job.elapsed())
-        await self._cleanup(job, fitted.data)
+        await self._cleanup(job, fitted.thumbnail or None)
 
     async def _fit_and_post(self, run: _Run, data: bytes, limit: int) -> tuple[FittedResult, Delivered]:
         """Check the result, fit it to ``limit`` (the upload limit of the way it goes), post it."""
-        fitted = await self.ports.images.fit_result(data, limit, max_pixels=self.limits.max_pixels)
+        fitted = await self.ports.images.fit_result(
+            data, limit, max_pixels=self.limits.max_pixels, owner=run.job.user_id
+        )
+        if fitted.cleaned:
+            log.info("result cleaned: metadata dropped, EXIF orientation applied")
         notes = list(run.notes)
         if fitted.reencoded:
             notes.append(Note.REENCODED)
@@ -485,13 +493,13 @@ class JobRunner:
             log.warning("could not clear the interaction token: %r", exc)
         await self._cleanup(job, None)
 
-    async def _cleanup(self, job: JobRecord, result: bytes | None) -> None:
-        """After a final state: remove the hosted copy and report the job to the hook."""
+    async def _cleanup(self, job: JobRecord, result_thumbnail: bytes | None) -> None:
+        """After a final state: remove the hosted copy and report the job (with thumbnails) to the hook."""
         if job.host_handle:
             await self.ports.host.delete(job.host_handle)
-        input_image = self._inputs.pop(job.id, None)
+        input_thumbnail = self._thumbnails.pop(job.id, None)
         if self.on_finished is not None:
             try:
-                self.on_finished(job, input_image, result)
+                self.on_finished(job, input_thumbnail, result_thumbnail)
             except Exception:
                 log.exception("finished-hook failed")

@@ -25,7 +25,8 @@ What it does, following the API as docs/ARCHITECTURE.md describes it:
   queued for the first ``queue_fraction`` of ``duration``, then running with ``progress_steps``,
   then completed (or failed with ``fail_reason``). ``fake.polls[task_id]`` counts the polls.
 
-Scripting: :meth:`script` (per next submission, or ``persist=True`` for all later ones),
+Scripting: :meth:`script` (per next submission, or ``persist=True`` for all later ones; ``result=``
+rewrites the result image's bytes),
 :meth:`fail_next` (one-shot faults per endpoint: status/body/headers/raw bytes/delay/disconnect),
 :meth:`slow_next`, :meth:`result_fault` (404, cross-host redirect, HTML, oversize),
 :meth:`set_down` (listening socket closed → connection refused), :meth:`advance` (jump the clock).
@@ -42,7 +43,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -103,6 +104,8 @@ class Script:
     status_names: Mapping[str, str] = field(default_factory=dict)
     #: while queued, answer ``data`` as a one-element list
     list_while_queued: bool = False
+    #: rewrites the result image's bytes (e.g. adds EXIF orientation and GPS, or makes it large)
+    result: Callable[[bytes], bytes] | None = None
 
     def name(self, phase: str) -> str:
         return {**DEFAULT_STATUS_NAMES, **self.status_names}[phase]
@@ -273,6 +276,7 @@ class FakeApimart:
         queue_fraction: float = 0.2,
         fail_shape: Literal["object", "string", "fail_reason"] = "object",
         list_while_queued: bool = False,
+        result: Callable[[bytes], bytes] | None = None,
         persist: bool = False,
     ) -> Script:
         """Script the next submission (queued in order), or every later one with ``persist=True``."""
@@ -288,6 +292,7 @@ class FakeApimart:
             url_shape=url_shape,
             status_names=dict(status_names or {}),
             list_while_queued=list_while_queued,
+            result=result,
         )
         if persist:
             self._default_script = script
@@ -551,6 +556,8 @@ class FakeApimart:
         else:
             size = body.get("size", "16:9")
             result = await asyncio.to_thread(_solid, self.colour_for(body["prompt"]), size, fmt)
+        if script.result is not None:
+            result = await asyncio.to_thread(script.result, result)
         task_id = f"task_01FAKE{next(self._ids):020d}"
         ext = "jpg" if fmt == "jpg" else "png"
         name = f"{task_id}.{ext}"

@@ -168,16 +168,26 @@ class MemoryDownloader:
 
 
 class PassThroughImages:
-    """Pretends every input is a 640×480 JPEG and every result fits."""
+    """Pretends every input is a 640×480 JPEG and every result fits; records the owners it was given."""
 
-    async def normalise(self, data: bytes, limits: ImageLimits) -> NormalisedImage:
-        return NormalisedImage(data, "image/jpeg", "jpg", 640, 480, "JPEG", letterboxed=False)
+    def __init__(self) -> None:
+        self.owners: list[int | None] = []
 
-    async def fit_result(self, data: bytes, max_bytes: int, *, max_pixels: int) -> FittedResult:
-        return FittedResult(data, "image/png", "png", 640, 480, reencoded=False)
+    async def normalise(
+        self, data: bytes, limits: ImageLimits, *, owner: int | None = None
+    ) -> NormalisedImage:
+        self.owners.append(owner)
+        return NormalisedImage(
+            data, "image/jpeg", "jpg", 640, 480, "JPEG", letterboxed=False, thumbnail=b"in-thumb:" + data[:8]
+        )
 
-    async def thumbnail(self, data: bytes, max_side: int = 256) -> bytes:
-        return data[:16]
+    async def fit_result(
+        self, data: bytes, max_bytes: int, *, max_pixels: int, owner: int | None = None
+    ) -> FittedResult:
+        self.owners.append(owner)
+        return FittedResult(
+            data, "image/png", "png", 640, 480, reencoded=False, thumbnail=b"out-thumb:" + data[:8]
+        )
 
 
 @dataclass

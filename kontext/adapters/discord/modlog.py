@@ -1,9 +1,10 @@
 """The moderation log: one entry per request in the server's log channel (when one is set).
 
 Entries show who asked, where, the prompt, model and safety value used, input and output
-thumbnails, the outcome, and denial reasons. Posting never blocks or breaks a job. When the bot
-cannot post there (missing permission, channel gone), it logs that once and remembers it for
-``/kontext show`` instead of failing on every job.
+thumbnails (made in the image sandbox together with the normalised input and the checked result,
+so no image is kept for the log), the outcome, and denial reasons. Posting never blocks or breaks a
+job. When the bot cannot post there (missing permission, channel gone), it logs that once and
+remembers it for ``/kontext show`` instead of failing on every job.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from kontext.domain.policy import Denied
 from kontext.domain.values import clip
 from kontext.services.intake import EditRequest
 from kontext.services.moderation import Moderation
-from kontext.services.ports import ImageProcessor
 from kontext.support.background import BackgroundTasks
 
 log = logging.getLogger("kontext.adapters.discord.modlog")
@@ -42,10 +42,9 @@ class LogProblem(StrEnum):
 class ModLog:
     """Posts entries; remembers per guild why it could not (shown by ``/kontext show``)."""
 
-    def __init__(self, client: discord.Client, moderation: Moderation, images: ImageProcessor) -> None:
+    def __init__(self, client: discord.Client, moderation: Moderation) -> None:
         self.client = client
         self.moderation = moderation
-        self.images = images
         self.problems: dict[int, LogProblem] = {}
         self._posts = BackgroundTasks("modlog", log)
 
@@ -79,7 +78,7 @@ class ModLog:
         }
         self._posts.spawn(self._post(request.guild_id, "denied", "Request denied", fields, None, None))
 
-    def finished(self, job: JobRecord, input_image: bytes | None, output_image: bytes | None) -> None:
+    def finished(self, job: JobRecord, input_thumbnail: bytes | None, output_thumbnail: bytes | None) -> None:
         if job.guild_id is None:
             return
         outcome = "done" if job.state is JobState.DONE else "failed"
@@ -99,7 +98,7 @@ class ModLog:
         if outcome == "failed" and job.error_detail:
             fields["Reason"] = clip(job.error_detail, 300)
         title = "Edit done" if outcome == "done" else "Edit failed"
-        self._posts.spawn(self._post(job.guild_id, outcome, title, fields, input_image, output_image))
+        self._posts.spawn(self._post(job.guild_id, outcome, title, fields, input_thumbnail, output_thumbnail))
 
     # --- posting --------------------------------------------------------------------------------
 
@@ -109,8 +108,8 @@ class ModLog:
         outcome: str,
         title: str,
         fields: dict[str, str],
-        input_image: bytes | None,
-        output_image: bytes | None,
+        input_thumbnail: bytes | None,
+        output_thumbnail: bytes | None,
     ) -> None:
         try:
             settings = await self.moderation.settings(guild_id)
@@ -121,14 +120,16 @@ class ModLog:
             for name, value in fields.items():
                 embed.add_field(name=name, value=value, inline=name not in ("Prompt", "Reason", "Outcome"))
             files: list[discord.File] = []
-            if input_image:
-                files.append(discord.File(io.BytesIO(await self.images.thumbnail(input_image)), "input.jpg"))
-                embed.set_thumbnail(url="attachment://input.jpg")
-            if output_image:
+            if input_thumbnail:
                 files.append(
-                    discord.File(io.BytesIO(await self.images.thumbnail(output_image)), "output.jpg")
+                    discord.File(io.BytesIO(input_thumbnail), _thumbnail_name("input", input_thumbnail))
                 )
-                embed.set_image(url="attachment://output.jpg")
+                embed.set_thumbnail(url=f"attachment://{files[-1].filename}")
+            if output_thumbnail:
+                files.append(
+                    discord.File(io.BytesIO(output_thumbnail), _thumbnail_name("output", output_thumbnail))
+                )
+                embed.set_image(url=f"attachment://{files[-1].filename}")
             channel = self.client.get_channel(channel_id) or await self.client.fetch_channel(channel_id)
             if not isinstance(channel, discord.abc.Messageable):
                 raise TypeError("not a text channel")
@@ -143,3 +144,8 @@ class ModLog:
             log.warning("moderation log of guild %s disabled until settings change: %s", guild_id, reason)
         except Exception as exc:  # noqa: BLE001 - a log entry is best effort; it must never break a job
             log.warning("could not post a moderation log entry for guild %s: %r", guild_id, exc)
+
+
+def _thumbnail_name(stem: str, data: bytes) -> str:
+    """``input.jpg`` or ``input.png`` (a transparent thumbnail is a PNG)."""
+    return f"{stem}.png" if data.startswith(b"\x89PNG") else f"{stem}.jpg"

@@ -1,6 +1,7 @@
 """Input validation and normalisation, result fitting and thumbnails (pure, synchronous, CPU-bound).
 
-Everything here runs in worker threads (see :mod:`kontext.adapters.images.worker`), never on the event loop.
+Everything here runs in sandboxed worker processes (see :mod:`kontext.adapters.images.sandbox`:
+killed after a wall-clock timeout, with CPU-time and address-space limits), never on the event loop.
 
 Safety rules, in order, for every decode:
 
@@ -8,13 +9,16 @@ Safety rules, in order, for every decode:
 2. the real format is sniffed from the magic bytes (file names and content types are ignored) and
    Pillow is only allowed to open that one format (``Image.open(fp, formats=[...])``), so PSD, EPS
    and friends never reach a decoder;
-3. the declared ``width * height`` from the header is checked against our own cap before
+3. the structure is counted in one linear pass (:mod:`.structure`: JPEG scans and markers, PNG
+   chunks, GIF blocks) and absurd files are refused before Pillow walks them;
+4. the declared ``width * height`` from the header is checked against our own cap before
    ``load()``. The cap is ``min(limits.max_pixels, Image.MAX_IMAGE_PIXELS)``: an image big enough for
    Pillow's ``DecompressionBombWarning`` is therefore always refused by us too, and Pillow's
    ``DecompressionBombError`` is mapped to :class:`ImageBomb`. (Warnings are not converted with
    ``warnings.catch_warnings`` because that is not thread-safe.);
-4. a full ``load()`` (``verify()`` passes truncated files), first frame only;
-5. pixels are pasted into a fresh image before encoding, so no metadata (EXIF/GPS, XMP, ICC, text
+5. a full ``load()`` (``verify()`` passes truncated files), first frame only; a JPEG that will be
+   shrunk is decoded DCT-scaled (``draft``: 1/2, 1/4 or 1/8 of its size, never below the target);
+6. pixels are pasted into a fresh image before encoding, so no metadata (EXIF/GPS, XMP, ICC, text
    chunks, comments) survives. Colour profiles are converted to sRGB first when LittleCMS is there.
 """
 
@@ -25,17 +29,21 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from kontext.adapters.images.formats import sniff_format
+from kontext.adapters.images.structure import DEFAULT_LIMITS as DEFAULT_STRUCTURE
+from kontext.adapters.images.structure import StructureLimits, check_structure
 from kontext.domain.errors import (
     BrokenImage,
     ImageBadShape,
     ImageBomb,
     ImageError,
+    ImageStructure,
+    ImageTooHeavy,
     ImageTooLarge,
     NotAnImage,
     ResultError,
@@ -60,7 +68,6 @@ __all__ = [
     "fit_result",
     "normalise_image",
     "sniff_format",
-    "thumbnail",
 ]
 
 #: A tiny image is upscaled at most this much to reach ``min_side``; smaller ones are refused.
@@ -71,8 +78,15 @@ JPEG_QUALITY: Final = 92
 PNG_COMPRESS_LEVEL: Final = 1
 #: ``reducing_gap`` for resize: a fast box reduction first, LANCZOS for the last factor of 3.
 REDUCING_GAP: Final = 3.0
-#: Decompression cap for thumbnails (their input has already been checked once).
-THUMBNAIL_MAX_PIXELS: Final = 50_000_000
+#: Moderation-log thumbnails: longest side and JPEG quality.
+THUMBNAIL_SIDE: Final = 256
+THUMBNAIL_QUALITY: Final = 80
+#: A result re-encoded only to drop its metadata stays PNG at this (lossless) level.
+CLEAN_PNG_COMPRESS_LEVEL: Final = 6
+#: Modes that resize as they are: when shrinking, resize before widening them to 8-bit RGB(A).
+_RESIZE_FIRST_MODES: Final = frozenset(
+    {"RGB", "RGBA", "L", "LA", "CMYK", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
+)
 #: fit_result: JPEG quality ladder at full size, then downscale steps at ``_FIT_STEP_QUALITY``.
 _FIT_QUALITIES: Final = (90, 80, 70, 60)
 _FIT_STEP_QUALITY: Final = 75
@@ -141,7 +155,9 @@ def _load(im: ImageFile.ImageFile, fmt: str) -> None:
     except Image.DecompressionBombError as exc:
         limit = _mp(Image.MAX_IMAGE_PIXELS or 0)
         raise ImageBomb(f"{fmt}: {exc}", megapixels=_mp(im.width * im.height), limit_mp=limit) from exc
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError) as exc:
+    except MemoryError as exc:
+        raise ImageTooHeavy(f"{fmt} {im.width}x{im.height}: out of memory while decoding") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as exc:
         raise BrokenImage(f"{fmt} {im.width}x{im.height} could not be decoded: {exc}") from exc
 
 
@@ -314,10 +330,13 @@ def _encode(im: Image.Image, *, quality: int = JPEG_QUALITY) -> tuple[bytes, str
 # --- public API ---------------------------------------------------------------------------------
 
 
-def normalise_image(data: bytes, limits: ImageLimits) -> NormalisedImage:
-    """Validate ``data`` and return a metadata-free JPEG/PNG of at most ``limits.target_pixels``.
+def normalise_image(
+    data: bytes, limits: ImageLimits, structure: StructureLimits = DEFAULT_STRUCTURE
+) -> NormalisedImage:
+    """Validate ``data`` and return a metadata-free JPEG/PNG of at most ``limits.target_pixels``,
+    with a small thumbnail of it for the moderation log (made from the same decode).
 
-    Raises ImageTooLarge, NotAnImage, BrokenImage, ImageBomb or ImageBadShape.
+    Raises ImageTooLarge, NotAnImage, ImageStructure, BrokenImage, ImageBomb or ImageBadShape.
     """
     started = time.perf_counter()
     if len(data) > limits.max_bytes:
@@ -329,6 +348,7 @@ def normalise_image(data: bytes, limits: ImageLimits) -> NormalisedImage:
     fmt, kind = sniff_format(data)
     if fmt is None:
         raise NotAnImage(f"not a supported image ({kind}, {len(data)} bytes, starts {data[:8]!r})", kind=kind)
+    check_structure(data, fmt, structure)
 
     im = _open_capped(data, fmt, limits.max_pixels)
     try:
@@ -337,31 +357,25 @@ def normalise_image(data: bytes, limits: ImageLimits) -> NormalisedImage:
         plan = plan_geometry(*source_size, limits)
         if fmt == "JPEG" and plan.content[0] * 2 <= source_size[0]:
             im.draft(im.mode, plan.content)  # DCT-domain downscale by 1/2, 1/4 or 1/8, never below
+        draft_scale = max(1, source_size[0] // max(1, im.size[0]))
         _load(im, fmt)
-        orientation = _orientation(im)
-        icc = im.info.get("icc_profile")
-        try:
-            work = _working_mode(im)
-            work = _resize(work, plan.content)
-            work = _to_srgb(work, icc if isinstance(icc, bytes) else None)
-            work = _drop_opaque_alpha(work)
-            if orientation in _TRANSPOSE:
-                work = work.transpose(_TRANSPOSE[orientation])
-            canvas = plan.canvas if orientation < 5 else (plan.canvas[1], plan.canvas[0])
-            out = _fresh_copy(work, canvas)
-            encoded, content_type, extension = _encode(out)
-        except (OSError, ValueError) as exc:
-            raise BrokenImage(f"{fmt} {source_size} {source_mode} could not be processed: {exc}") from exc
+        out = _normalised_pixels(im, plan, fmt)
     finally:
         im.close()
+    try:
+        encoded, content_type, extension = _encode(out)
+        thumb = _thumbnail_of(out)
+    except (OSError, ValueError) as exc:
+        raise BrokenImage(f"{fmt} {source_size} {source_mode} could not be encoded: {exc}") from exc
 
     log.debug(
-        "normalised %s %s %dx%d (%d B) -> %s %dx%d%s (%d B) in %.0f ms",
+        "normalised %s %s %dx%d (%d B, decoded at 1/%d) -> %s %dx%d%s (%d B) in %.0f ms",
         fmt,
         source_mode,
         source_size[0],
         source_size[1],
         len(data),
+        draft_scale,
         extension,
         out.width,
         out.height,
@@ -377,50 +391,145 @@ def normalise_image(data: bytes, limits: ImageLimits) -> NormalisedImage:
         height=out.height,
         source_format=fmt,
         letterboxed=plan.letterboxed,
+        thumbnail=thumb,
+        draft_scale=draft_scale,
     )
 
 
-def fit_result(data: bytes, max_bytes: int, *, max_pixels: int) -> FittedResult:
-    """Check a result image and make it fit in ``max_bytes`` (Discord's per-file upload limit).
+def _normalised_pixels(im: ImageFile.ImageFile, plan: _Plan, fmt: str) -> Image.Image:
+    """The decoded ``im`` resized, in sRGB, upright and pasted onto a fresh (metadata-free) canvas."""
+    orientation = _orientation(im)
+    icc = im.info.get("icc_profile")
+    try:
+        work = _to_content(im, plan.content)
+        work = _to_srgb(work, icc if isinstance(icc, bytes) else None)
+        work = _drop_opaque_alpha(work)
+        work = _upright(work, orientation)
+        canvas = plan.canvas if orientation < 5 else (plan.canvas[1], plan.canvas[0])
+        return _fresh_copy(work, canvas)
+    except (OSError, ValueError) as exc:
+        raise BrokenImage(f"{fmt} {im.size} {im.mode} could not be processed: {exc}") from exc
 
-    Returned unchanged when it already fits; otherwise re-encoded without metadata: JPEG quality
-    90→60 at full size, then downscale steps (transparent images: PNG downscale steps).
-    Raises ResultError (not a PNG/JPEG/WebP, broken, too many pixels; ``reason`` is a short English
-    phrase for the user sentence) or ResultTooLarge.
+
+def _to_content(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``im`` in a working mode at ``size``. When shrinking a mode that resizes as it is, resize
+    first: a 49 MP 16-bit image is then widened to 32 bits per sample at 2 MP, not at 49 MP."""
+    shrinking = size[0] * size[1] < im.width * im.height
+    if shrinking and im.mode in _RESIZE_FIRST_MODES and "transparency" not in im.info:
+        return _working_mode(_resize(im, size))
+    return _resize(_working_mode(im), size)
+
+
+def _upright(im: Image.Image, orientation: int) -> Image.Image:
+    return im.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else im
+
+
+def _thumbnail_of(im: Image.Image, max_side: int = THUMBNAIL_SIDE) -> bytes:
+    """A small metadata-free JPEG (PNG when transparent) of an already decoded, upright image."""
+    small = im.copy()
+    small.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+    return _encode(_fresh_copy(small, small.size), quality=THUMBNAIL_QUALITY)[0]
+
+
+def fit_result(
+    data: bytes, max_bytes: int, *, max_pixels: int, structure: StructureLimits = DEFAULT_STRUCTURE
+) -> FittedResult:
+    """Check a result image, sanitise it like an input, and make it fit in ``max_bytes`` (Discord's
+    per-file upload limit). The result is decoded exactly once.
+
+    A result that fits and is ``clean`` (no metadata of any kind, one still image, so also upright) is
+    decoded once to check it and to make the thumbnail (a JPEG at 1/8 scale in the DCT domain) and
+    passed on byte for byte. Otherwise it is decoded, turned upright (EXIF orientation), converted to
+    sRGB and re-encoded without metadata: in its own family when that fits (PNG stays lossless PNG,
+    JPEG at quality 92), else JPEG quality 90→60 at full size, then downscale steps (transparent
+    images: PNG downscale steps).
+
+    Raises ResultError (not a PNG/JPEG/WebP, absurd structure, broken, too many pixels; ``reason`` is a
+    short English phrase for the user sentence) or ResultTooLarge.
     """
-    fmt, im = _open_result(data, max_pixels)
+    fmt = _result_format(data)
+    try:
+        shape = check_structure(data, fmt, structure)
+    except ImageStructure as exc:
+        raise ResultError(f"result refused: {exc.detail}", reason="unusual file structure") from exc
+    if len(data) <= max_bytes and shape.clean:
+        return _checked_as_is(data, fmt, max_pixels)
+    return _sanitised(data, fmt, max_bytes, max_pixels)
+
+
+def _result_format(data: bytes) -> str:
+    fmt, kind = sniff_format(data)
+    if fmt is None or fmt not in _CONTENT_TYPES:
+        reason = f"unsupported format {kind}" if fmt else f"not an image: {kind}"
+        raise ResultError(f"result is not a PNG/JPEG/WebP image ({kind}, {len(data)} bytes)", reason=reason)
+    return fmt
+
+
+def _checked_as_is(data: bytes, fmt: str, max_pixels: int) -> FittedResult:
+    """A clean result that fits: decoded once (to check it and for the thumbnail), posted unchanged."""
+    im, (width, height) = _open_result(data, fmt, max_pixels, draft_side=THUMBNAIL_SIDE)
     with im:
-        width, height = im.size
-        if len(data) <= max_bytes:
-            return FittedResult(data, _CONTENT_TYPES[fmt], _EXTENSIONS[fmt], width, height, reencoded=False)
+        try:
+            thumb = _thumbnail_of(_drop_opaque_alpha(_working_mode(im)))
+        except (OSError, ValueError, ImageError) as exc:
+            raise ResultError(f"result could not be converted: {exc}", reason="unreadable image") from exc
+    return FittedResult(
+        data, _CONTENT_TYPES[fmt], _EXTENSIONS[fmt], width, height, reencoded=False, thumbnail=thumb
+    )
+
+
+def _sanitised(data: bytes, fmt: str, max_bytes: int, max_pixels: int) -> FittedResult:
+    """Decode once; upright, sRGB, metadata-free; in its own family if that fits, else the fit ladder."""
+    im, (width, height) = _open_result(data, fmt, max_pixels)
+    with im:
         try:
             work = _drop_opaque_alpha(_working_mode(im))
             work = _to_srgb(work, im.info.get("icc_profile"))
+            work = _upright(work, _orientation(im))
             work = _fresh_copy(work, work.size)
+            thumb = _thumbnail_of(work)
+            clean = _encode_family(work, fmt) if len(data) <= max_bytes else None
         except (OSError, ValueError, ImageError) as exc:
             raise ResultError(f"result could not be converted: {exc}", reason="unreadable image") from exc
+    if clean is not None and len(clean.data) <= max_bytes:
+        log.debug("result %dx%d %s cleaned (metadata dropped, upright)", width, height, fmt)
+        return replace(clean, thumbnail=thumb)
     fitted = _reencode_to_fit(work, max_bytes, len(data))
     if fitted is None:
         raise ResultTooLarge(f"result {width}x{height} ({len(data)} B) cannot fit in {max_bytes} B")
     log.debug(
         "result %dx%d refitted to %dx%d %s", width, height, fitted.width, fitted.height, fitted.extension
     )
-    return fitted
+    return replace(fitted, thumbnail=thumb, cleaned=True)
 
 
-def _open_result(data: bytes, max_pixels: int) -> tuple[str, ImageFile.ImageFile]:
-    """The result's format and decoded first frame; :class:`ResultError` when it is not a usable image."""
-    fmt, kind = sniff_format(data)
-    if fmt is None or fmt not in _CONTENT_TYPES:
-        reason = f"unsupported format {kind}" if fmt else f"not an image: {kind}"
-        raise ResultError(f"result is not a PNG/JPEG/WebP image ({kind}, {len(data)} bytes)", reason=reason)
+def _encode_family(im: Image.Image, fmt: str) -> FittedResult:
+    """``im`` re-encoded without metadata in the source's family: PNG stays (lossless) PNG."""
+    if fmt == "PNG" or im.mode == "RGBA":
+        buf = io.BytesIO()
+        im.save(buf, "PNG", compress_level=CLEAN_PNG_COMPRESS_LEVEL)
+        return FittedResult(buf.getvalue(), "image/png", "png", im.width, im.height, False, cleaned=True)
+    encoded, content_type, extension = _encode(im)
+    return FittedResult(encoded, content_type, extension, im.width, im.height, False, cleaned=True)
+
+
+def _open_result(
+    data: bytes, fmt: str, max_pixels: int, *, draft_side: int | None = None
+) -> tuple[ImageFile.ImageFile, tuple[int, int]]:
+    """The result's decoded first frame and its size as stored; :class:`ResultError` when it is not a
+    usable image. With ``draft_side`` a JPEG is decoded DCT-scaled, its longest side not below it."""
     try:
         im = _open_capped(data, fmt, max_pixels)
+        size = im.size
+        if draft_side is not None and fmt == "JPEG":
+            scale = min(1.0, draft_side / max(size))
+            im.draft(im.mode, (math.ceil(size[0] * scale), math.ceil(size[1] * scale)))
         _load(im, fmt)
     except ImageError as exc:
-        reason = "too many pixels" if isinstance(exc, ImageBomb) else "broken image"
+        reasons = {ImageBomb: "too many pixels", ImageTooHeavy: "too large to read"}
+        reason = reasons.get(type(exc), "broken image")
         raise ResultError(f"result image unusable: {exc.detail}", reason=reason) from exc
-    return fmt, im
+    return im, size
 
 
 def _encode_fit(im: Image.Image, quality: int) -> FittedResult:
@@ -456,29 +565,3 @@ def _encode_png_small(im: Image.Image) -> bytes:
     buf = io.BytesIO()
     im.save(buf, "PNG", compress_level=9)
     return buf.getvalue()
-
-
-def thumbnail(data: bytes, max_side: int = 256) -> bytes:
-    """A small metadata-free JPEG (PNG when transparent) of ``data`` for the moderation log.
-
-    Raises NotAnImage, BrokenImage or ImageBomb.
-    """
-    fmt, kind = sniff_format(data)
-    if fmt is None:
-        raise NotAnImage(f"thumbnail of a non-image ({kind})", kind=kind)
-    im = _open_capped(data, fmt, THUMBNAIL_MAX_PIXELS)
-    with im:
-        if fmt == "JPEG":
-            im.draft(im.mode, (max_side, max_side))
-        _load(im, fmt)
-        orientation = _orientation(im)
-        try:
-            work = _working_mode(im)
-            work.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
-            work = _drop_opaque_alpha(_to_srgb(work, im.info.get("icc_profile")))
-        except (OSError, ValueError) as exc:
-            raise BrokenImage(f"thumbnail failed: {exc}") from exc
-    if orientation in _TRANSPOSE:
-        work = work.transpose(_TRANSPOSE[orientation])
-    data_out, _, _ = _encode(_fresh_copy(work, work.size), quality=80)
-    return data_out

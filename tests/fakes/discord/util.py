@@ -33,8 +33,40 @@ def sniff_content_type(data: bytes, filename: str) -> str | None:
     return mimetypes.guess_type(filename)[0]
 
 
+#: Segments a JPEG header walk reads before giving up (Discord measures images on its own servers;
+#: this fake runs in the bot's process and event loop, so a hostile upload must not stall it here).
+_JPEG_HEADER_SEGMENTS = 1000
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """The frame header's size, read by walking at most ``_JPEG_HEADER_SEGMENTS`` segments."""
+    pos = 2
+    for _ in range(_JPEG_HEADER_SEGMENTS):
+        if pos + 9 > len(data) or data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker in _JPEG_SOF:
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return (width, height) if width and height else None
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+    return None
+
+
 def image_size(data: bytes) -> tuple[int, int] | None:
-    """Width and height of an image, or None if PIL cannot read it (tests upload junk on purpose)."""
+    """Width and height of an image, or None if it cannot be read (tests upload junk on purpose).
+
+    PNG, GIF and JPEG are measured from their headers alone (bounded work whatever the file holds);
+    other formats with PIL.
+    """
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", data[16:24])
+        return width, height
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        width, height = struct.unpack("<HH", data[6:10])
+        return width, height
+    if data[:3] == b"\xff\xd8\xff":
+        return _jpeg_size(data)
     from PIL import Image
 
     try:
