@@ -303,3 +303,14 @@ async def test_a_second_process_on_one_sqlite_file_is_refused(tmp_path: Path) ->
     again = SqliteStore(tmp_path / "k.sqlite3")
     await again.open()  # free again once the first process let go
     await again.close()
+
+
+async def test_tokens_of_finished_jobs_are_forgotten(opener: Opener) -> None:
+    store = await opener()
+    done, running = make_job(interaction_token="secret-1"), make_job(interaction_token="secret-2")
+    for job in (done, running):
+        await store.insert_job(job)
+    await store.transition(done, m.ACTIVE_STATES, m.JobState.FAILED)
+    assert await store.forget_tokens() == 1
+    assert (await store.get_job(done.id)).interaction_token is None  # type: ignore[union-attr]
+    assert (await store.get_job(running.id)).interaction_token == "secret-2", "a running job still needs it"  # type: ignore[union-attr]

@@ -197,6 +197,10 @@ class JobStore(Protocol):
         """Let another process take this one's unfinished jobs at once (clean shutdown)."""
         ...
 
+    async def forget_tokens(self) -> int:
+        """Clear the interaction tokens of finished jobs (one left behind by a stop mid-failure)."""
+        ...
+
     async def prune(self, before: float) -> tuple[int, int]: ...
 
 

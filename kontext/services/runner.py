@@ -182,6 +182,7 @@ class JobRunner:
         """Take over unfinished jobs (call once at start) and, when processes share the store, keep
         leases alive and pick up the jobs of processes that died. Returns how many were taken now."""
         store = self.ports.store
+        await store.forget_tokens()
         taken = await self._take_over(await store.claim_jobs(everything=not store.shared))
         if store.shared:
             self._leases.spawn(
@@ -226,6 +227,7 @@ class JobRunner:
         await self._tasks.close(timeout=max(0.5, deadline - time.monotonic()))
         try:  # another process may take the unfinished jobs at once instead of after the lease
             await self.ports.store.release_leases()
+            await self.ports.store.forget_tokens()  # a job that failed while stopping keeps none
         except Exception as exc:  # noqa: BLE001 - shutting down: the leases will simply run out
             log.warning("could not release job leases: %r", exc)
         log.info("runner stopped; %d job(s) left resumable", left)

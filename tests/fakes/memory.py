@@ -72,6 +72,12 @@ class MemoryStore:
     async def release_leases(self) -> int:
         return 0
 
+    async def forget_tokens(self) -> int:
+        finished = [j for j in self.jobs.values() if j.state in FINAL_STATES and j.interaction_token]
+        for job in finished:
+            job.interaction_token = None
+        return len(finished)
+
     async def prune(self, before: float) -> tuple[int, int]:
         old = [k for k, j in self.jobs.items() if j.state in FINAL_STATES and j.updated_at < before]
         for key in old:

@@ -254,6 +254,10 @@ class PostgresStore:
         statement = "UPDATE jobs SET lease_until = 0 WHERE owner = $1 AND state = ANY($2::text[])"
         return await self._execute("release leases", statement, self.owner, sql.ACTIVE)
 
+    async def forget_tokens(self) -> int:
+        """Clear the interaction token of every finished job (a credential no longer needed)."""
+        return await self._execute("forget tokens", sql.FORGET_TOKENS, *sql.FINAL)
+
     async def prune(self, before: float) -> tuple[int, int]:
         day = time.strftime("%Y-%m-%d", time.gmtime(before))
         jobs = await self._execute("prune jobs", sql.PRUNE_JOBS, *sql.FINAL, before)

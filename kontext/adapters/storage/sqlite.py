@@ -208,6 +208,10 @@ class SqliteStore:
     async def release_leases(self) -> int:
         return await self._execute(sql.RELEASE_LEASES, [self.owner, *sql.ACTIVE])
 
+    async def forget_tokens(self) -> int:
+        """Clear the interaction token of every finished job (a credential no longer needed)."""
+        return await self._execute(sql.FORGET_TOKENS, sql.FINAL)
+
     async def prune(self, before: float) -> tuple[int, int]:
         """Delete finished jobs and usage rows older than ``before`` (Unix s); returns both counts."""
         day = time.strftime("%Y-%m-%d", time.gmtime(before))
