@@ -101,7 +101,10 @@ RENEW_LEASES: Final = f"UPDATE jobs SET lease_until = $1 WHERE owner = $2 AND st
 RELEASE_LEASES: Final = f"UPDATE jobs SET lease_until = 0 WHERE owner = $1 AND state IN ({_in(2, ACTIVE)})"
 PRUNE_JOBS: Final = f"DELETE FROM jobs WHERE state IN ({_in(1, FINAL)}) AND updated_at < ${len(FINAL) + 1}"
 PRUNE_USAGE: Final = "DELETE FROM usage WHERE day < $1"
-FORGET_TOKENS: Final = f"UPDATE jobs SET interaction_token = NULL WHERE state IN ({_in(1, FINAL)}) AND interaction_token IS NOT NULL"
+FORGET_TOKENS: Final = (
+    f"UPDATE jobs SET interaction_token = NULL WHERE state IN ({_in(1, FINAL)}) "
+    "AND interaction_token IS NOT NULL"
+)
 
 GET_SETTINGS: Final = "SELECT data FROM guild_settings WHERE guild_id = $1"
 PUT_SETTINGS: Final = (
