@@ -234,7 +234,7 @@ class EditCog(commands.Cog):
         parent = await self._parent(interaction, job_id)
         if parent is None:
             return
-        if parent.kind is JobKind.EDIT and not parent.input_url:
+        if parent.kind is JobKind.EDIT and not (parent.input_url or parent.input_ref):
             await self.interactions.refuse(interaction, t("job_gone", locale_of(interaction)))
             return
         options = EditOptions(
@@ -251,6 +251,7 @@ class EditCog(commands.Cog):
             kind=parent.kind,
             input_url=parent.input_url,
             input_filename=parent.input_filename,
+            input_ref=parent.input_ref,
             parent_job_id=parent.id,
         )
 

@@ -22,7 +22,7 @@ from kontext.adapters.discord.client import KontextBot, point_discord_at
 from kontext.adapters.discord.interactions import InteractionIntake
 from kontext.adapters.discord.modlog import ModLog
 from kontext.adapters.discord.reporter import DiscordReporter
-from kontext.adapters.hosting import LocalHost, S3Host, S3Problem, build_host
+from kontext.adapters.hosting import LocalHost, S3Archive, S3Host, S3Problem, build_host
 from kontext.adapters.http.download import HttpDownloader
 from kontext.adapters.images.sandbox import ImageSandbox, SandboxLimits
 from kontext.adapters.storage import (
@@ -33,6 +33,7 @@ from kontext.adapters.storage import (
     check_database,
     open_storage,
 )
+from kontext.adapters.storage.inputs import DirectoryArchive, NoArchive
 from kontext.adapters.web.app import build_app, start_web
 from kontext.config import ConfigError, Settings
 from kontext.domain.jobs import JobRecord
@@ -40,7 +41,7 @@ from kontext.domain.policy import BotDefaults
 from kontext.domain.poll_schedule import PollSchedule
 from kontext.services.intake import Intake
 from kontext.services.moderation import Moderation
-from kontext.services.ports import SessionStartGate, Store
+from kontext.services.ports import InputArchive, SessionStartGate, Store
 from kontext.services.runner import JobRunner, RunnerPorts
 from kontext.support.background import BackgroundTasks, every
 from kontext.support.metrics import Metrics
@@ -151,7 +152,9 @@ class App:
         )
         self.runner = JobRunner(
             s,
-            RunnerPorts(self.store, self.provider, host, self.images, downloader, self._reporter),
+            RunnerPorts(
+                self.store, self.provider, host, self.images, downloader, self._reporter, self._archive()
+            ),
             self.metrics,
             schedule=self.poll_schedule,
         )
@@ -175,6 +178,17 @@ class App:
         self._housekeeping.spawn(
             every(DAY_S, self._prune, logger=log, what="retention pruning"), name="retention"
         )
+
+    def _archive(self) -> InputArchive:
+        """Where each normalised input is kept for Re-roll: the bucket when inputs go to S3 (every
+        process sees it), else this machine's data directory; nowhere with KEEP_INPUTS=false."""
+        if not self.settings.keep_inputs:
+            self.inputs: InputArchive = NoArchive()
+        elif self._s3 is not None:
+            self.inputs = S3Archive(self._s3)
+        else:
+            self.inputs = DirectoryArchive(self.settings.data_dir / "inputs")
+        return self.inputs
 
     def _reporter(self, job: JobRecord) -> DiscordReporter:
         assert self._bot is not None
@@ -200,9 +214,13 @@ class App:
 
     async def _prune(self) -> None:
         """Forget finished jobs and usage older than RETENTION_DAYS (at start, then daily)."""
-        jobs, usage = await self.store.prune(time.time() - self.settings.retention_days * DAY_S)
-        if jobs or usage:
-            log.info("retention: removed %d old job(s) and %d usage row(s)", jobs, usage)
+        before = time.time() - self.settings.retention_days * DAY_S
+        jobs, usage = await self.store.prune(before)
+        inputs = await self.inputs.sweep(before)
+        if jobs or usage or inputs:
+            log.info(
+                "retention: removed %d old job(s), %d usage row(s), %d kept input(s)", jobs, usage, inputs
+            )
 
     async def resume(self) -> int:
         return await self.runner.resume_all()

@@ -46,6 +46,32 @@ async def test_reroll_runs_the_same_prompt_on_the_same_input(world: World) -> No
     assert job.parent_job_id == job_id
 
 
+async def test_reroll_works_after_discord_s_attachment_link_expired(world: World) -> None:
+    """Signed CDN links die after about a day; the kept normalised input outlives them."""
+    await world.start_bot()
+    source = make_image(200, 150)
+    _inter, result, job_id = await first_result(world, source)
+    world.discord.expire_attachment_urls()
+    downloads = len(world.discord.find_requests(kind="cdn"))
+    click = await world.discord.click(result, f"kx:reroll:{job_id}", user_id=world.user.id)
+    again = await world.result_of(click)
+    assert mean_abs_diff(decode(again.attachments[0].data), inverted(decode(source))) < 6
+    assert len(world.discord.find_requests(kind="cdn")) == downloads, "the expired link was not even tried"
+    kept = list((world.data_dir / "inputs").iterdir())
+    assert [p.name.split(".")[0] for p in kept] == [job_id], "one copy, kept for the first job"
+
+
+async def test_without_kept_inputs_a_late_reroll_says_the_image_is_gone(world: World) -> None:
+    await world.start_bot(KEEP_INPUTS="false")
+    _inter, result, job_id = await first_result(world, make_image(200, 150))
+    world.discord.expire_attachment_urls()
+    click = await world.discord.click(result, f"kx:reroll:{job_id}", user_id=world.user.id)
+    text = await world.failure_of(click)
+    assert "couldn't download your attachment" in text
+    assert not (world.data_dir / "inputs").exists()
+    assert len(world.apimart.submissions) == 1
+
+
 async def test_edit_again_edits_the_result_multi_turn(world: World) -> None:
     await world.start_bot()
     source = make_image(200, 150)

@@ -18,6 +18,7 @@ from kontext.domain.poll_schedule import PollSchedule
 from kontext.services.runner import JobRunner, RunnerPorts
 from kontext.support.metrics import Metrics
 from tests.fakes.memory import (
+    MemoryArchive,
     MemoryDownloader,
     MemoryHost,
     MemoryStore,
@@ -65,6 +66,7 @@ class Rig:
     provider: ScriptedProvider = field(default_factory=ScriptedProvider)
     host: MemoryHost = field(default_factory=MemoryHost)
     downloader: MemoryDownloader = field(default_factory=MemoryDownloader)
+    inputs: MemoryArchive = field(default_factory=MemoryArchive)
     reporters: dict[str, RecordingReporter] = field(default_factory=dict)
     images: PassThroughImages = field(default_factory=PassThroughImages)
     runner: JobRunner | None = None
@@ -73,7 +75,9 @@ class Rig:
         def reporter(record: JobRecord) -> RecordingReporter:
             return self.reporters.setdefault(record.id, RecordingReporter())
 
-        ports = RunnerPorts(self.store, self.provider, self.host, self.images, self.downloader, reporter)
+        ports = RunnerPorts(
+            self.store, self.provider, self.host, self.images, self.downloader, reporter, self.inputs
+        )
         self.runner = JobRunner(settings(**env), ports, Metrics(), schedule=INSTANT)
         return self.runner
 
@@ -279,3 +283,30 @@ async def test_a_dead_process_s_job_is_finished_once_by_another(postgres_url: st
     await survivor.stop()
     for rig in (first, second):
         await rig.store.close()
+
+
+async def test_a_re_roll_uses_the_kept_input_not_the_expired_link(rig: Rig) -> None:
+    """The first job keeps its normalised input; a re-roll reads it back and never downloads."""
+    runner = rig.build()
+    first = job()
+    await runner.start_job(first)
+    await runner.wait_idle()
+    ref = rig.store.jobs[first.id].input_ref
+    assert ref is not None and ref in rig.inputs.kept
+    rig.downloader.broken.add("https://cdn.example/in.png")  # Discord's link has expired
+    fetched = len(rig.downloader.fetched)
+    again = job(input_ref=ref, parent_job_id=first.id)
+    await runner.start_job(again)
+    await runner.wait_idle()
+    assert rig.state(again) is JobState.DONE
+    assert rig.store.jobs[again.id].input_ref == ref, "the same copy, not a second one"
+    assert rig.downloader.fetched[fetched:] == ["https://results.example/task-2.png"], "only the result"
+
+
+async def test_a_re_roll_whose_input_is_gone_says_so(rig: Rig) -> None:
+    runner = rig.build()
+    gone = job(input_url=None, input_ref="1234abcd.jpg")
+    await runner.start_job(gone)
+    await runner.wait_idle()
+    [failed] = rig.reporters[gone.id].failed
+    assert failed.error.code == "job_gone" and failed.error.private

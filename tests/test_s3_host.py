@@ -112,3 +112,16 @@ async def test_a_published_bucket_gets_plain_links(s3: S3Server) -> None:
     hosted = await host.put("job4", b"x", "image/png", "png", None)
     await host.close()
     assert hosted.url == f"https://inputs.example.org/{hosted.handle}"
+
+
+async def test_kept_inputs_live_in_the_bucket_until_swept(host: S3Host) -> None:
+    from kontext.adapters.hosting.s3 import S3Archive
+
+    archive = S3Archive(host)
+    ref = await archive.keep("1a2b3c4d5e", b"normalised", "jpg")
+    assert ref == "kontext/kept/1a2b3c4d5e.jpg"
+    assert await archive.load(ref) == b"normalised"
+    assert await archive.load("kontext/elsewhere.jpg") is None, "only its own prefix"
+    assert await archive.sweep(before=0) == 0, "nothing older than the epoch"
+    assert await archive.sweep(before=4_102_444_800) == 1  # 2100: everything is older
+    assert await archive.load(ref) is None

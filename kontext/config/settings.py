@@ -396,6 +396,15 @@ class Settings:
         group=LIMITS,
         help="Days to keep finished job records and usage counters; unfinished jobs are always kept.",
     )
+    keep_inputs: bool = setting(
+        "KEEP_INPUTS",
+        Bool(),
+        default=True,
+        group=LIMITS,
+        help="Keep each job's normalised input (small, metadata-free) for `RETENTION_DAYS`, so Re-roll works "
+        "after Discord's attachment link expires (~1 day); in `DATA_DIR/inputs`, or the bucket with "
+        "`IMAGE_HOST=s3`. About 0.3-0.8 MB per edit.",
+    )
     allow_private_urls: bool = setting(
         "ALLOW_PRIVATE_URLS",
         Bool(),

@@ -89,6 +89,12 @@ class ImageTooHeavy(ImageError):
     code = "image_too_heavy"
 
 
+class InputGone(ImageError):
+    """A re-roll's input is no longer kept and its link has gone too."""
+
+    code = "job_gone"
+
+
 class ImageDownloadFailed(ImageError):
     """The attachment could not be downloaded from Discord's CDN."""
 

@@ -73,6 +73,8 @@ class JobRecord:
     attachment_size_limit: int = 10 * 1024 * 1024
     input_url: str | None = None
     input_filename: str | None = None
+    #: The kept copy of the normalised input (see :class:`~kontext.services.ports.InputArchive`).
+    input_ref: str | None = None
     parent_job_id: str | None = None
     host_name: str | None = None
     hosted_url: str | None = None

@@ -84,6 +84,8 @@ class EditRequest:
     #: A source image other than an attachment (re-roll and edit-again).
     input_url: str | None = None
     input_filename: str | None = None
+    #: The kept input of the job being re-rolled (see the runner).
+    input_ref: str | None = None
     parent_job_id: str | None = None
 
 
@@ -265,7 +267,7 @@ class Intake:
         input_url, input_filename = request.input_url, request.input_filename
         if request.attachment is not None:
             input_url, input_filename = request.attachment.url, request.attachment.filename
-        default_size = DEFAULT_EDIT_SIZE if input_url else DEFAULT_IMAGINE_SIZE
+        default_size = DEFAULT_EDIT_SIZE if input_url or request.input_ref else DEFAULT_IMAGINE_SIZE
         return JobRecord(
             id=accepted.job_id,
             kind=request.kind,
@@ -288,6 +290,7 @@ class Intake:
             attachment_size_limit=handle.attachment_size_limit,
             input_url=input_url,
             input_filename=input_filename,
+            input_ref=request.input_ref,
             parent_job_id=request.parent_job_id,
             created_at=time.time(),
         )

@@ -72,6 +72,23 @@ class ImageHost(Protocol):
         ...
 
 
+class InputArchive(Protocol):
+    """Keeps each job's normalised input for as long as the job is kept, so Re-roll works after
+    Discord's signed attachment link has expired (about a day)."""
+
+    async def keep(self, job_id: str, data: bytes, extension: str) -> str | None:
+        """Store the input; its reference, or None when it could not be kept (logged, not fatal)."""
+        ...
+
+    async def load(self, ref: str) -> bytes | None:
+        """The kept input, or None when it is gone (swept, or kept by another process)."""
+        ...
+
+    async def sweep(self, before: float) -> int:
+        """Forget inputs kept before ``before`` (Unix s); returns how many."""
+        ...
+
+
 # --- downloads and image work ----------------------------------------------------------------------
 
 

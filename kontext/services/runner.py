@@ -29,6 +29,7 @@ from kontext.domain.errors import (
     ImageDownloadFailed,
     ImageTooLarge,
     ImageTooLargeUnknownSize,
+    InputGone,
     JobInterrupted,
     KontextError,
     ResultError,
@@ -59,6 +60,7 @@ from kontext.services.ports import (
     ImageHost,
     ImageProcessor,
     ImageProvider,
+    InputArchive,
     JobStore,
     Reporter,
     ReporterFactory,
@@ -95,6 +97,7 @@ class RunnerPorts:
     images: ImageProcessor
     downloader: Downloader
     reporters: ReporterFactory
+    inputs: InputArchive
 
 
 @dataclass
@@ -326,11 +329,11 @@ class JobRunner:
 
     async def _host_input(self, run: _Run) -> None:
         job, host = run.job, self.ports.host
-        if job.kind is JobKind.IMAGINE or not job.input_url:
+        if job.kind is JobKind.IMAGINE or not (job.input_url or job.input_ref):
             await self._move(job, JobState.RECEIVED, JobState.HOSTED, host_name=None, hosted_url=None)
             return
         await run.line.show(Uploading(), force=True)
-        data = await self._fetch_input(job.input_url)
+        data = await self._input_bytes(job)
         image = await self.ports.images.normalise(data, self.limits, owner=job.user_id)
         del data  # the user's original is not needed past this step
         if image.letterboxed:
@@ -346,6 +349,7 @@ class JobRunner:
         )
         if image.thumbnail:
             self._thumbnails[job.id] = image.thumbnail
+        kept = job.input_ref or await self.ports.inputs.keep(job.id, image.data, image.extension)
         hosted = await host.put(
             job.id, image.data, image.content_type, image.extension, run.reporter.attach_input
         )
@@ -356,8 +360,20 @@ class JobRunner:
             host_name=host.name,
             hosted_url=hosted.url,
             host_handle=hosted.handle,
+            input_ref=kept,
         )
         log.info("input hosted on %s", host.name)
+
+    async def _input_bytes(self, job: JobRecord) -> bytes:
+        """The input: the kept copy of an earlier job's (Re-roll), else a download of the attachment."""
+        if job.input_ref:
+            kept = await self.ports.inputs.load(job.input_ref)
+            if kept is not None:
+                return kept
+            log.info("kept input %s is gone; trying the original link", job.input_ref)
+        if not job.input_url:
+            raise InputGone(f"kept input {job.input_ref} is gone and there is no link")
+        return await self._fetch_input(job.input_url)
 
     async def _fetch_input(self, url: str) -> bytes:
         try:

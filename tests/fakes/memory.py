@@ -219,3 +219,21 @@ class RecordingReporter:
 
     async def fail(self, failed: Failed) -> None:
         self.failed.append(failed)
+
+
+class MemoryArchive:
+    """Kept inputs in a dict."""
+
+    def __init__(self) -> None:
+        self.kept: dict[str, bytes] = {}
+
+    async def keep(self, job_id: str, data: bytes, extension: str) -> str | None:
+        ref = f"{job_id}.{extension}"
+        self.kept[ref] = data
+        return ref
+
+    async def load(self, ref: str) -> bytes | None:
+        return self.kept.get(ref)
+
+    async def sweep(self, before: float) -> int:
+        return 0

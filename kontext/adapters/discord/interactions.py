@@ -66,6 +66,7 @@ def request_from(
     attachment: discord.Attachment | None = None,
     input_url: str | None = None,
     input_filename: str | None = None,
+    input_ref: str | None = None,
     parent_job_id: str | None = None,
 ) -> EditRequest:
     """The plain facts of a request, read off the interaction."""
@@ -88,6 +89,7 @@ def request_from(
         attachment=attachment_info(attachment) if attachment is not None else None,
         input_url=input_url,
         input_filename=input_filename,
+        input_ref=input_ref,
         parent_job_id=parent_job_id,
     )
 
@@ -141,6 +143,7 @@ class InteractionIntake:
         attachment: discord.Attachment | None = None,
         input_url: str | None = None,
         input_filename: str | None = None,
+        input_ref: str | None = None,
         parent_job_id: str | None = None,
     ) -> JobRecord | None:
         """Accept, defer and start one job; returns it, or None when refused."""
@@ -151,6 +154,7 @@ class InteractionIntake:
             attachment=attachment,
             input_url=input_url,
             input_filename=input_filename,
+            input_ref=input_ref,
             parent_job_id=parent_job_id,
         )
         decision = await self.intake.accept(request)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from kontext.adapters.hosting.apimart import ApimartHost
 from kontext.adapters.hosting.discord import DiscordHost
 from kontext.adapters.hosting.local import LocalHost, load_secret
-from kontext.adapters.hosting.s3 import S3Host, S3Problem
+from kontext.adapters.hosting.s3 import S3Archive, S3Host, S3Problem
 from kontext.config import Settings
 from kontext.services.ports import ImageHost, ImageProvider
 
-__all__ = ["ApimartHost", "DiscordHost", "LocalHost", "S3Host", "S3Problem", "build_host"]
+__all__ = ["ApimartHost", "DiscordHost", "LocalHost", "S3Archive", "S3Host", "S3Problem", "build_host"]
 
 
 def build_host(settings: Settings, provider: ImageProvider) -> ImageHost:

@@ -89,6 +89,11 @@ class S3Host:
         await self._stack.aclose()
         self._client = None
 
+    @property
+    def client(self) -> Any:
+        """The open S3 client (aiobotocore's client is untyped)."""
+        return self._client
+
     async def check(self) -> None:
         """Prove the bucket is reachable and writable (a probe object is written and deleted)."""
         key = f"{self.prefix}check-{secrets.token_hex(8)}"
@@ -125,3 +130,50 @@ class S3Host:
             await self._client.delete_object(Bucket=self.bucket, Key=handle)
         except (ClientError, BotoCoreError, OSError) as exc:
             log.warning("could not delete hosted input %s: %s", handle, _problem(exc))
+
+
+class S3Archive:
+    """Kept inputs in the bucket (``<S3_PREFIX>kept/``), shared by every process of the bot."""
+
+    def __init__(self, host: S3Host) -> None:
+        self.host = host
+        self.prefix = f"{host.prefix}kept/"
+
+    async def keep(self, job_id: str, data: bytes, extension: str) -> str | None:
+        key = f"{self.prefix}{job_id}.{extension}"
+        try:
+            await self.host.client.put_object(Bucket=self.host.bucket, Key=key, Body=data)
+        except (ClientError, BotoCoreError, OSError) as exc:
+            log.warning("could not keep the input of job %s: %s", job_id, _problem(exc))
+            return None
+        return key
+
+    async def load(self, ref: str) -> bytes | None:
+        if not ref.startswith(self.prefix):
+            return None
+        try:
+            reply = await self.host.client.get_object(Bucket=self.host.bucket, Key=ref)
+            async with reply["Body"] as body:
+                data: bytes = await body.read()
+        except (ClientError, BotoCoreError, OSError) as exc:
+            log.info("kept input %s is not available: %s", ref, _problem(exc))
+            return None
+        return data
+
+    async def sweep(self, before: float) -> int:
+        """Delete kept inputs older than ``before`` (a bucket lifecycle rule can do it too)."""
+        removed = 0
+        try:
+            paginator = self.host.client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.host.bucket, Prefix=self.prefix):
+                old = [
+                    {"Key": o["Key"]}
+                    for o in page.get("Contents", [])
+                    if o["LastModified"].timestamp() < before
+                ]
+                if old:
+                    await self.host.client.delete_objects(Bucket=self.host.bucket, Delete={"Objects": old})
+                    removed += len(old)
+        except (ClientError, BotoCoreError, OSError) as exc:
+            log.warning("could not sweep kept inputs: %s", _problem(exc))
+        return removed

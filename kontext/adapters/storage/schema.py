@@ -111,6 +111,13 @@ MIGRATIONS: Final = (
         )
         """,
     ),
+    Migration(
+        4,
+        "the kept normalised input of a job (re-roll after Discord's CDN link expired)",
+        """
+        ALTER TABLE jobs ADD COLUMN input_ref TEXT
+        """,
+    ),
 )
 
 LATEST: Final = MIGRATIONS[-1].version
