@@ -42,7 +42,7 @@ class Usage:
     """One reading of a process tree (``t`` is ``time.monotonic()``, like the fakes' loop clocks)."""
 
     t: float
-    cpu_s: float  #: utime + stime of the tree, plus cutime + cstime of the root (10 ms ticks)
+    cpu_s: float  #: utime + stime + cutime + cstime of every process in the tree (10 ms ticks)
     rss_kb: int  #: VmRSS summed over the tree
     hwm_kb: int  #: VmHWM of the root (peak RSS since start or since :func:`reset_peak`)
     processes: int
@@ -93,13 +93,15 @@ def read_usage(pid: int) -> Usage:
     """CPU and memory of ``pid`` and its descendants now (raises OSError once ``pid`` is gone)."""
     now = time.monotonic()
     root = _stat_fields(pid)
-    ticks = int(root[13]) + int(root[14])  # cutime + cstime: children already reaped
-    rss = run_ns = 0
+    ticks = rss = run_ns = 0
     pids = descendants(pid)
     for member in pids:
         try:
             fields = root if member == pid else _stat_fields(member)
             ticks += int(fields[11]) + int(fields[12])  # utime + stime (all threads)
+            # cutime + cstime: its children already reaped (the bot's, and the image workers the
+            # sandbox's fork server has reaped: without those, image work would not count)
+            ticks += int(fields[13]) + int(fields[14])
             rss += _status_kb(member, "VmRSS").get("VmRSS", 0)
         except (OSError, IndexError, ValueError):
             continue  # a child that just exited

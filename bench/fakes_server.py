@@ -92,27 +92,27 @@ class TaskShape:
 
 
 class BenchFakes:
-    """Both fakes on 127.0.0.1 with one guild, one channel and ``users`` members (one per job)."""
+    """Both fakes on 127.0.0.1 with one guild per shard (``shards``; one by default), one channel
+    each and ``users`` members in every guild (one per job)."""
 
-    def __init__(self, users: int = 1) -> None:
-        self.discord = FakeDiscord(TOKEN, realistic_rate_limits=True)
+    def __init__(self, users: int = 1, shards: int = 1) -> None:
+        self.discord = FakeDiscord(TOKEN, realistic_rate_limits=True, shards=shards)
         self.apimart = FakeApimart(API_KEY)
         self.user_count = max(1, users)
+        self.shards = max(1, shards)
         self.user_ids: list[int] = []
-        self.guild_id = 0
-        self.channel_id = 0
+        self.guild_ids: list[int] = []
+        self.channel_ids: list[int] = []
 
     async def start(self) -> None:
         apimart_fake._invert = _invert_memoised
         await self.discord.start()
         await self.apimart.start()
-        guild = self.discord.add_guild("Bench Club")
-        self.guild_id = guild.id
-        self.channel_id = guild.text_channels[0].id
-        for i in range(self.user_count):
-            user = self.discord.add_user(f"user{i}")
-            self.discord.add_member(guild.id, user.id)
-            self.user_ids.append(user.id)
+        for shard in range(self.shards):
+            guild = self.discord.add_guild(f"Bench Club {shard}", shard=(shard, self.shards))
+            self.guild_ids.append(guild.id)
+            self.channel_ids.append(guild.text_channels[0].id)
+        self.user(self.user_count - 1)
         await self.discord.flush()
 
     async def close(self) -> None:
@@ -177,21 +177,26 @@ class BenchFakes:
         bot's per-user cap (MAX_JOBS_PER_USER) never holds a job back."""
         while len(self.user_ids) <= i:
             user = self.discord.add_user(f"user{len(self.user_ids)}")
-            self.discord.add_member(self.guild_id, user.id)
+            for guild_id in self.guild_ids:
+                self.discord.add_member(guild_id, user.id)
             self.user_ids.append(user.id)
         return self.user_ids[i]
 
-    async def edit(self, user: int, prompt: str, data: bytes, filename: str) -> tuple[FakeInteraction, int]:
-        """User ``user`` (an index) runs `/edit` with ``data`` attached, as Discord sends it (a signed
-        CDN URL in the interaction); returns the interaction and the attachment's id."""
-        attachment = self.discord.add_attachment(data, filename, "image/jpeg")
+    async def edit(
+        self, user: int, prompt: str, data: bytes, filename: str, guild: int = 0
+    ) -> tuple[FakeInteraction, int]:
+        """User ``user`` (an index) runs `/edit` in the ``guild``-th guild with ``data`` attached, as
+        Discord sends it (a signed CDN URL in the interaction); returns the interaction and the
+        attachment's id."""
+        channel_id = self.channel_ids[guild]
+        attachment = self.discord.add_attachment(data, filename, "image/jpeg", channel_id=channel_id)
         inter = await self.discord.slash(
             "edit",
             {"prompt": prompt},
             attachments={"image": attachment},
             user_id=self.user(user),
-            guild_id=self.guild_id,
-            channel_id=self.channel_id,
+            guild_id=self.guild_ids[guild],
+            channel_id=channel_id,
         )
         return inter, int(attachment["id"])
 

@@ -37,6 +37,8 @@ BENCHES = {
     "poll": "bench/poll_bench.py",
     "image": "bench/image_bench.py",
     "job": "bench/job_bench.py",
+    "admit": "bench/admit_bench.py",
+    "scale": "bench/scale_bench.py",
 }
 SCHEMA = 1
 
@@ -148,6 +150,17 @@ def run_bench(name: str, smoke: bool, timeout: float, env: dict[str, str]) -> tu
     return (f"exit status {code}" if code is not None else f"timed out after {timeout:g} s"), figures
 
 
+def flatten(found: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested figures as dotted keys (``{"a": {"b": 1}}`` → ``{"a.b": 1}``)."""
+    flat: dict[str, Any] = {}
+    for key, value in found.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def tidy(value: Any) -> Any:
     """Floats to 3 decimals; NaN and infinity (which JSON lacks) to None."""
     if isinstance(value, float):
@@ -217,7 +230,7 @@ def main() -> int:
         bench_started = time.perf_counter()
         status, found = run_bench(name, args.smoke, timeout, env)
         statuses[name] = status
-        figures.update({f"{name}.{key}": tidy(value) for key, value in found.items()})
+        figures.update({f"{name}.{key}": tidy(value) for key, value in flatten(found).items()})
         print(f"=== {name}: {status} in {time.perf_counter() - bench_started:.1f} s", flush=True)
     elapsed = time.perf_counter() - started
     busy1 = machine_busy()

@@ -172,6 +172,7 @@ class App:
         self.modlog = ModLog(bot, self.moderation)
         self._started.add("modlog")
         self.runner.on_finished = self.modlog.finished
+        self.runner.wants_thumbnails = self.modlog.wants_thumbnails
         self.intake = Intake(s, self.runner, self.moderation, on_denied=self.modlog.denied)
         self.interactions = InteractionIntake(self.intake)
         await self._start_web(host if isinstance(host, LocalHost) else None)

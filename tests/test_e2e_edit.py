@@ -63,3 +63,22 @@ async def test_happy_path_with_each_image_host(world: World, host: str) -> None:
     if host == "local":
         # the hosted copy is gone once the job is done
         assert list((world.data_dir / "hosted").iterdir()) == []
+
+
+async def test_clean_files_are_passed_on_undecoded_in_a_server_without_a_moderation_log(world: World) -> None:
+    """No moderation log, so no thumbnails: a clean JPEG that needs no change is uploaded to the API
+    byte for byte and the clean result that fits is posted as it is, without an image worker."""
+    await world.start_bot()
+    source = make_image(320, 240, "JPEG", quality=90)
+    inter = await world.edit(source, "make the hair blue", filename="photo.jpg", content_type="image/jpeg")
+    result = await world.result_of(inter)
+
+    [upload] = world.apimart.uploads
+    assert upload.data == source, "the input went to the API exactly as the user sent it"
+    [attachment] = result.attachments
+    [submission] = world.apimart.submissions
+    assert attachment.data == world.apimart.result_bytes(submission.task_id), "posted as it came"
+    output = decode(attachment.data)
+    assert output.size == (320, 240) and mean_abs_diff(output, inverted(decode(source))) < 6
+    images = world.bot.backend.images
+    assert images.metrics.counters["image_passed_through_total"] == 2, "input and result"

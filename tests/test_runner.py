@@ -125,9 +125,43 @@ async def test_only_thumbnails_outlive_their_step_and_image_work_is_done_for_the
     assert rig.images.owners == [record.user_id, record.user_id], "normalise and fit, for the requester"
 
 
+@pytest.mark.parametrize(
+    ("hook", "wanted", "asked"),
+    [
+        (False, None, False),  # nobody would look at them
+        (True, None, True),  # a hook that does not say: made, as before
+        (True, False, False),  # e.g. the server keeps no moderation log
+        (True, True, True),
+        (True, "error", True),  # when in doubt, made
+    ],
+)
+async def test_thumbnails_are_asked_for_only_when_someone_will_use_them(
+    rig: Rig, hook: bool, wanted: bool | str | None, asked: bool
+) -> None:
+    finished: list[tuple[bytes | None, bytes | None]] = []
+    runner = rig.build()
+    if hook:
+        runner.on_finished = lambda record, inp, out: finished.append((inp, out))
+
+    async def wants(record: JobRecord) -> bool:
+        if wanted == "error":
+            raise RuntimeError("settings unavailable")
+        return bool(wanted)
+
+    if wanted is not None:
+        runner.wants_thumbnails = wants
+    await runner.start_job(job())
+    await runner.wait_idle()
+    assert rig.images.thumbnails_asked == [asked, asked], "for the input and for the result"
+    if hook:
+        assert finished == ([(b"in-thumb:image-by", b"out-thumb:image-by")] if asked else [(None, None)])
+
+
 async def test_an_input_refused_by_the_image_sandbox_fails_privately_before_any_cost(rig: Rig) -> None:
     class Refusing(PassThroughImages):
-        async def normalise(self, data: bytes, limits: ImageLimits, *, owner: int | None = None) -> Any:
+        async def normalise(
+            self, data: bytes, limits: ImageLimits, *, owner: int | None = None, thumbnail: bool = True
+        ) -> Any:
             raise ImageTooSlow("normalise: no answer within 10 s; worker 42 killed")
 
     rig.images = Refusing()

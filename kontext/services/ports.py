@@ -121,15 +121,23 @@ class ImageProcessor(Protocol):
     """
 
     async def normalise(
-        self, data: bytes, limits: ImageLimits, *, owner: int | None = None
+        self, data: bytes, limits: ImageLimits, *, owner: int | None = None, thumbnail: bool = True
     ) -> NormalisedImage:
-        """A metadata-free copy within ``limits``, with its moderation-log thumbnail."""
+        """A metadata-free copy within ``limits``, with its moderation-log thumbnail if ``thumbnail``
+        (without one, a clean input that needs no change may come back as it is, undecoded)."""
         ...
 
     async def fit_result(
-        self, data: bytes, max_bytes: int, *, max_pixels: int, owner: int | None = None
+        self,
+        data: bytes,
+        max_bytes: int,
+        *,
+        max_pixels: int,
+        owner: int | None = None,
+        thumbnail: bool = True,
     ) -> FittedResult:
-        """The result upright and metadata-free within ``max_bytes``, with its thumbnail."""
+        """The result upright and metadata-free within ``max_bytes``, with its thumbnail if
+        ``thumbnail`` (without one, a clean result that fits may come back as it is, undecoded)."""
         ...
 
 

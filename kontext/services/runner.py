@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from kontext.config import Settings
@@ -85,6 +85,8 @@ class JobLost(Exception):
 
 #: Called once when a job ends (done or failed) with the thumbnails of its input and result, if known.
 FinishedHook = Callable[[JobRecord, bytes | None, bytes | None], None]
+#: Whether the finished-hook will use a job's thumbnails (e.g. its server keeps a moderation log).
+ThumbnailsWanted = Callable[[JobRecord], Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -122,12 +124,15 @@ class JobRunner:
         *,
         schedule: PollSchedule | None = None,
         on_finished: FinishedHook | None = None,
+        wants_thumbnails: ThumbnailsWanted | None = None,
     ) -> None:
         self.settings = settings
         self.ports = ports
         self.metrics = metrics
         self.schedule = schedule
         self.on_finished = on_finished
+        #: None: thumbnails are made whenever there is a finished-hook.
+        self.wants_thumbnails = wants_thumbnails
         self.scheduler = FairScheduler(settings.max_concurrent_jobs, settings.max_jobs_per_user)
         self.accepting = True
         self.limits = ImageLimits(
@@ -334,7 +339,9 @@ class JobRunner:
             return
         await run.line.show(Uploading(), force=True)
         data = await self._input_bytes(job)
-        image = await self.ports.images.normalise(data, self.limits, owner=job.user_id)
+        image = await self.ports.images.normalise(
+            data, self.limits, owner=job.user_id, thumbnail=await self._thumbnails_wanted(job)
+        )
         del data  # the user's original is not needed past this step
         if image.letterboxed:
             run.notes.append(Note.LETTERBOXED)
@@ -363,6 +370,18 @@ class JobRunner:
             input_ref=kept,
         )
         log.info("input hosted on %s", host.name)
+
+    async def _thumbnails_wanted(self, job: JobRecord) -> bool:
+        """Thumbnails cost a decode: make them only for a finished-hook that will use them."""
+        if self.on_finished is None:
+            return False
+        if self.wants_thumbnails is None:
+            return True
+        try:
+            return await self.wants_thumbnails(job)
+        except Exception as exc:  # noqa: BLE001 - when in doubt, make them (the old behaviour)
+            log.warning("could not tell whether thumbnails are wanted: %r", exc)
+            return True
 
     async def _input_bytes(self, job: JobRecord) -> bytes:
         """The input: the kept copy of an earlier job's (Re-roll), else a download of the attachment."""
@@ -476,7 +495,11 @@ class JobRunner:
     async def _fit_and_post(self, run: _Run, data: bytes, limit: int) -> tuple[FittedResult, Delivered]:
         """Check the result, fit it to ``limit`` (the upload limit of the way it goes), post it."""
         fitted = await self.ports.images.fit_result(
-            data, limit, max_pixels=self.limits.max_pixels, owner=run.job.user_id
+            data,
+            limit,
+            max_pixels=self.limits.max_pixels,
+            owner=run.job.user_id,
+            thumbnail=await self._thumbnails_wanted(run.job),
         )
         if fitted.cleaned:
             log.info("result cleaned: metadata dropped, EXIF orientation applied")

@@ -178,22 +178,32 @@ class PassThroughImages:
 
     def __init__(self) -> None:
         self.owners: list[int | None] = []
+        #: The ``thumbnail`` argument of each call, in order.
+        self.thumbnails_asked: list[bool] = []
 
     async def normalise(
-        self, data: bytes, limits: ImageLimits, *, owner: int | None = None
+        self, data: bytes, limits: ImageLimits, *, owner: int | None = None, thumbnail: bool = True
     ) -> NormalisedImage:
         self.owners.append(owner)
+        self.thumbnails_asked.append(thumbnail)
+        thumb = b"in-thumb:" + data[:8] if thumbnail else b""
         return NormalisedImage(
-            data, "image/jpeg", "jpg", 640, 480, "JPEG", letterboxed=False, thumbnail=b"in-thumb:" + data[:8]
+            data, "image/jpeg", "jpg", 640, 480, "JPEG", letterboxed=False, thumbnail=thumb
         )
 
     async def fit_result(
-        self, data: bytes, max_bytes: int, *, max_pixels: int, owner: int | None = None
+        self,
+        data: bytes,
+        max_bytes: int,
+        *,
+        max_pixels: int,
+        owner: int | None = None,
+        thumbnail: bool = True,
     ) -> FittedResult:
         self.owners.append(owner)
-        return FittedResult(
-            data, "image/png", "png", 640, 480, reencoded=False, thumbnail=b"out-thumb:" + data[:8]
-        )
+        self.thumbnails_asked.append(thumbnail)
+        thumb = b"out-thumb:" + data[:8] if thumbnail else b""
+        return FittedResult(data, "image/png", "png", 640, 480, reencoded=False, thumbnail=thumb)
 
 
 @dataclass

@@ -78,6 +78,13 @@ class ModLog:
         }
         self._posts.spawn(self._post(request.guild_id, "denied", "Request denied", fields, None, None))
 
+    async def wants_thumbnails(self, job: JobRecord) -> bool:
+        """Whether an entry for ``job`` would be posted (its server has a working log channel): only
+        then are its thumbnails worth a decode (settings are cached; no request to Discord)."""
+        if job.guild_id is None or job.guild_id in self.problems:
+            return False
+        return (await self.moderation.settings(job.guild_id)).log_channel_id is not None
+
     def finished(self, job: JobRecord, input_thumbnail: bytes | None, output_thumbnail: bytes | None) -> None:
         if job.guild_id is None:
             return

@@ -57,7 +57,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Final, TypeVar
 
-from kontext.adapters.images import child, structure, wire
+from kontext.adapters.images import child, passthrough, structure, wire
 from kontext.adapters.images.structure import StructureLimits
 from kontext.domain.errors import (
     BrokenImage,
@@ -266,8 +266,11 @@ class ImageSandbox:
     # --- the port -------------------------------------------------------------------------------------
 
     async def normalise(
-        self, data: bytes, limits: ImageLimits, *, owner: int | None = None
+        self, data: bytes, limits: ImageLimits, *, owner: int | None = None, thumbnail: bool = True
     ) -> NormalisedImage:
+        if not thumbnail and (clean := passthrough.clean_input(data, limits, self.structure)) is not None:
+            self.metrics.inc("image_passed_through_total")
+            return clean
         params = {
             "limits": {
                 "max_bytes": limits.max_bytes,
@@ -284,8 +287,19 @@ class ImageSandbox:
         return _normalised(header, parts)
 
     async def fit_result(
-        self, data: bytes, max_bytes: int, *, max_pixels: int, owner: int | None = None
+        self,
+        data: bytes,
+        max_bytes: int,
+        *,
+        max_pixels: int,
+        owner: int | None = None,
+        thumbnail: bool = True,
     ) -> FittedResult:
+        if not thumbnail:
+            clean = passthrough.clean_result(data, max_bytes, max_pixels, self.structure)
+            if clean is not None:
+                self.metrics.inc("image_passed_through_total")
+                return clean
         params = {"max_bytes": max_bytes, "max_pixels": max_pixels, "structure": self.structure.to_wire()}
         try:
             header, parts = await self.run("fit", params, data, owner=owner, reply_cap=max_bytes)

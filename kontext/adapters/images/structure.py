@@ -93,6 +93,8 @@ class Structure:
     #: True when the file holds one still image and nothing else: no EXIF/GPS, XMP, ICC profile,
     #: comments, text, thumbnails, animation or bytes after its end (so it is also upright).
     clean: bool
+    #: Scans (SOS) of a JPEG (0 for other formats).
+    scans: int = 0
 
 
 def _refuse(fmt: str, what: str, limit: int, where: int) -> ImageStructure:
@@ -173,7 +175,7 @@ def _walk_jpeg(data: bytes, limits: StructureLimits) -> Structure:
         length = int.from_bytes(data[start + 2 : start + 4], "big")
         count.segment(marker, data[start + 4 : start + 9], start)
         pos, in_scan = start + 2 + max(length, 2), marker == _SOS
-    return Structure(parts=count.segments, clean=count.clean)
+    return Structure(parts=count.segments, clean=count.clean, scans=count.scans)
 
 
 # --- PNG ----------------------------------------------------------------------------------------------
