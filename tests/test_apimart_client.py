@@ -21,7 +21,6 @@ from PIL import Image
 from kontext.adapters.apimart.client import ApimartClient
 from kontext.adapters.apimart.errors import classify_error, parse_retry_after
 from kontext.adapters.apimart.parsing import parse_submit_response, parse_task, request_body
-from kontext.domain.generation import GenerationRequest, TaskStatus
 from kontext.domain.errors import (
     ApiAuthError,
     ApiBadRequest,
@@ -37,6 +36,7 @@ from kontext.domain.errors import (
     TaskTimedOut,
     UnknownTaskStatus,
 )
+from kontext.domain.generation import GenerationRequest, TaskStatus
 from kontext.domain.poll_schedule import PollSchedule
 from kontext.services.polling import wait_for_task
 from tests.fakes.apimart_fake import FakeApimart

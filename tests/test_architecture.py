@@ -1,4 +1,4 @@
-"""The architecture holds: import contracts kept, docs/ARCHITECTURE.md matches the tree, no outside citations."""
+"""The architecture holds: import contracts, docs/ARCHITECTURE.md matching the tree, no outside citations."""
 
 from __future__ import annotations
 

@@ -11,6 +11,13 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from kontext.domain.blocklist import (
+    compile_pattern,
+    find_blocked,
+    is_whole_word,
+    normalise_light,
+    normalise_text,
+)
 from kontext.domain.generation import MODELS
 from kontext.domain.guild_settings import (
     MAX_BLOCKLIST_ENTRIES,
@@ -20,13 +27,6 @@ from kontext.domain.guild_settings import (
     SettingsError,
 )
 from kontext.i18n import error_text
-from kontext.domain.blocklist import (
-    compile_pattern,
-    find_blocked,
-    is_whole_word,
-    normalise_light,
-    normalise_text,
-)
 
 PRO, MAX = "flux-kontext-pro", "flux-kontext-max"
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -13,8 +13,8 @@ from kontext.services.intake import (
     AttachmentInfo,
     EditOptions,
     EditRequest,
-    InteractionHandle,
     Intake,
+    InteractionHandle,
     Refused,
 )
 from kontext.services.ledger import MemoryLedger

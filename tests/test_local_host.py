@@ -10,8 +10,8 @@ import aiohttp
 import pytest
 
 from kontext.adapters.hosting.local import LocalHost, load_secret
-from kontext.support.metrics import Metrics
 from kontext.adapters.web.app import build_app, start_web
+from kontext.support.metrics import Metrics
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from kontext.adapters.storage.sqlite import SqliteStore
+from kontext.domain.policy import Allowed, BotDefaults, Denied, RequestFacts
 from kontext.services.ledger import MemoryLedger
 from kontext.services.moderation import Moderation
-from kontext.domain.policy import Allowed, BotDefaults, Denied, RequestFacts
-from kontext.adapters.storage.sqlite import SqliteStore
 
 DEFAULTS = BotDefaults(default_model="flux-kontext-pro", default_safety=2, allow_dms=False)
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
+from kontext.domain.blocklist import find_blocked
 from kontext.domain.guild_settings import GuildSettings, SettingsError
+from kontext.domain.policy import Allowed, BotDefaults, Denied, RequestFacts, decide, next_reset, utc_day
 from kontext.i18n import t
 from kontext.i18n.catalog import load
 from kontext.i18n.languages import CATALOGS
-from kontext.domain.policy import Allowed, BotDefaults, Denied, RequestFacts, decide, next_reset, utc_day
-from kontext.domain.blocklist import find_blocked
 
 PRO, MAX = "flux-kontext-pro", "flux-kontext-max"
 NOW = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from kontext.domain import jobs as m
-from kontext.config import ConfigError, load_settings
 from kontext.adapters.discord.reporter import DiscordReporter, result_embed
+from kontext.config import ConfigError, load_settings
+from kontext.domain import jobs as m
 from kontext.domain.errors import (
     ApiBadRequest,
     DeliveryError,
