@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aiohttp.typedefs import Handler
 
 from kontext.adapters.http import download as download
 from kontext.adapters.http.download import (
@@ -31,117 +32,131 @@ from kontext.adapters.http.download import (
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 1000
 
 
+async def _image(request: web.Request) -> web.Response:
+    return web.Response(body=PNG, content_type="image/png")
+
+
+async def _sized(request: web.Request) -> web.Response:
+    return web.Response(body=b"x" * int(request.match_info["n"]), content_type="image/jpeg")
+
+
+async def _declared_huge(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "image/png"})
+    resp.content_length = 10_000_000
+    await resp.prepare(request)
+    await resp.write(b"\x89PNG")
+    await asyncio.sleep(30)  # we must give up on the header alone, not wait for this
+    return resp
+
+
+async def _gzip_bomb(request: web.Request) -> web.Response:
+    body = gzip.compress(b"\x00" * 2_000_000)
+    return web.Response(body=body, headers={"Content-Type": "image/png", "Content-Encoding": "gzip"})
+
+
+async def _redirect(request: web.Request) -> web.Response:
+    raise web.HTTPFound(request.query["to"])
+
+
+async def _loop(request: web.Request) -> web.Response:
+    n = int(request.match_info["n"])
+    raise web.HTTPFound(f"/loop/{n + 1}")
+
+
+async def _typed(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse()
+    if ctype := request.query.get("type"):
+        resp.headers["Content-Type"] = ctype
+    resp.content_length = len(PNG)
+    await resp.prepare(request)
+    await resp.write(PNG)
+    return resp
+
+
+async def _missing(request: web.Request) -> web.Response:
+    raise web.HTTPNotFound()
+
+
+async def _slow(request: web.Request) -> web.Response:
+    await asyncio.sleep(30)
+    return web.Response(body=PNG)
+
+
+async def _slow_body(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "image/png"})
+    resp.content_length = len(PNG)
+    await resp.prepare(request)
+    await resp.write(PNG[:10])
+    await asyncio.sleep(30)
+    return resp
+
+
+async def _no_default_type(request: web.Request, response: web.StreamResponse) -> None:
+    # aiohttp adds "application/octet-stream" to bodies without a type; /typed?type= sends none.
+    if request.path == "/typed" and not request.query.get("type"):
+        response.headers.popall("Content-Type", None)
+
+
 @dataclass
 class Server:
-    server: TestServer
+    """The local image server and what it saw: request paths, Host headers, bytes streamed."""
+
     hits: list[str] = field(default_factory=list)
     streamed: list[int] = field(default_factory=list)
     hosts: list[str] = field(default_factory=list)
     stream_ended: asyncio.Event = field(default_factory=asyncio.Event)
+    server: TestServer = field(init=False)
 
     def url(self, path: str) -> str:
         return str(self.server.make_url(path))
 
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._record])
+        app.on_response_prepare.append(_no_default_type)
+        app.router.add_get("/image.png", _image)
+        app.router.add_get("/sized/{n}", _sized)
+        app.router.add_get("/declared-huge", _declared_huge)
+        app.router.add_get("/endless", self._endless)
+        app.router.add_get("/gzip-bomb", _gzip_bomb)
+        app.router.add_get("/redirect", _redirect)
+        app.router.add_get("/loop/{n}", _loop)
+        app.router.add_get("/typed", _typed)
+        app.router.add_get("/missing", _missing)
+        app.router.add_get("/slow", _slow)
+        app.router.add_get("/slow-body", _slow_body)
+        return app
 
-@pytest.fixture
-async def srv() -> AsyncIterator[Server]:
-    state: Server
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.hits.append(request.path_qs)
+        self.hosts.append(request.headers.get("Host", ""))
+        return await handler(request)
 
-    async def image(request: web.Request) -> web.Response:
-        return web.Response(body=PNG, content_type="image/png")
-
-    async def sized(request: web.Request) -> web.Response:
-        return web.Response(body=b"x" * int(request.match_info["n"]), content_type="image/jpeg")
-
-    async def declared_huge(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "image/png"})
-        resp.content_length = 10_000_000
-        await resp.prepare(request)
-        await resp.write(b"\x89PNG")
-        await asyncio.sleep(30)  # we must give up on the header alone, not wait for this
-        return resp
-
-    async def endless(request: web.Request) -> web.StreamResponse:
+    async def _endless(self, request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "image/png"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         try:
             for _ in range(10_000):
                 await resp.write(b"\x00" * 16384)
-                state.streamed.append(16384)
+                self.streamed.append(16384)
                 await asyncio.sleep(0)
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
-            state.stream_ended.set()
+            self.stream_ended.set()
         return resp
 
-    async def gzip_bomb(request: web.Request) -> web.Response:
-        body = gzip.compress(b"\x00" * 2_000_000)
-        return web.Response(body=body, headers={"Content-Type": "image/png", "Content-Encoding": "gzip"})
 
-    async def redirect(request: web.Request) -> web.Response:
-        raise web.HTTPFound(request.query["to"])
-
-    async def loop(request: web.Request) -> web.Response:
-        n = int(request.match_info["n"])
-        raise web.HTTPFound(f"/loop/{n + 1}")
-
-    async def typed(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse()
-        if ctype := request.query.get("type"):
-            resp.headers["Content-Type"] = ctype
-        resp.content_length = len(PNG)
-        await resp.prepare(request)
-        await resp.write(PNG)
-        return resp
-
-    async def missing(request: web.Request) -> web.Response:
-        raise web.HTTPNotFound()
-
-    async def slow(request: web.Request) -> web.Response:
-        await asyncio.sleep(30)
-        return web.Response(body=PNG)
-
-    async def slow_body(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "image/png"})
-        resp.content_length = len(PNG)
-        await resp.prepare(request)
-        await resp.write(PNG[:10])
-        await asyncio.sleep(30)
-        return resp
-
-    @web.middleware
-    async def record(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        state.hits.append(request.path_qs)
-        state.hosts.append(request.headers.get("Host", ""))
-        return await handler(request)
-
-    async def no_default_type(request: web.Request, response: web.StreamResponse) -> None:
-        # aiohttp adds "application/octet-stream" to bodies without a type; /typed?type= sends none.
-        if request.path == "/typed" and not request.query.get("type"):
-            response.headers.popall("Content-Type", None)
-
-    app = web.Application(middlewares=[record])
-    app.on_response_prepare.append(no_default_type)
-    app.router.add_get("/image.png", image)
-    app.router.add_get("/sized/{n}", sized)
-    app.router.add_get("/declared-huge", declared_huge)
-    app.router.add_get("/endless", endless)
-    app.router.add_get("/gzip-bomb", gzip_bomb)
-    app.router.add_get("/redirect", redirect)
-    app.router.add_get("/loop/{n}", loop)
-    app.router.add_get("/typed", typed)
-    app.router.add_get("/missing", missing)
-    app.router.add_get("/slow", slow)
-    app.router.add_get("/slow-body", slow_body)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    state = Server(server)
+@pytest.fixture
+async def srv() -> AsyncIterator[Server]:
+    state = Server()
+    state.server = TestServer(state.app(), host="127.0.0.1")
+    await state.server.start_server()
     try:
         yield state
     finally:
-        await server.close()
+        await state.server.close()
 
 
 @pytest.fixture
