@@ -49,6 +49,7 @@ from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from PIL import Image, ImageOps
 
 MODELS = ("flux-kontext-pro", "flux-kontext-max")
@@ -426,8 +427,20 @@ class FakeApimart:
         return web.json_response({"error": error}, status=status)
 
     @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         endpoint = self._endpoint(request.path)
+        await self._record(request, endpoint)
+        fault = self._take_fault(endpoint)
+        if fault is None:
+            return await self._handle(request, handler)
+        if fault.passthrough:
+            response = await self._handle(request, handler)
+            await asyncio.sleep(fault.delay)
+            return response
+        return await self._fault_response(request, fault)
+
+    async def _record(self, request: web.Request, endpoint: str) -> None:
+        """Record the request (and a submission's body, or a poll) before anything can fail it."""
         body = await request.read() if endpoint == "submit" else None
         self.requests.append(
             RecordedRequest(
@@ -454,13 +467,9 @@ class FakeApimart:
             request[_SUBMISSION] = submission
         if endpoint == "task":
             self.polls[request.match_info.get("task_id", request.path.rsplit("/", 1)[-1])] += 1
-        fault = self._take_fault(endpoint)
-        if fault is None:
-            return await self._handle(request, handler)
-        if fault.passthrough:
-            response = await self._handle(request, handler)
-            await asyncio.sleep(fault.delay)
-            return response
+
+    async def _fault_response(self, request: web.Request, fault: Fault) -> web.StreamResponse:
+        """What a scripted (not passthrough) fault answers instead of the endpoint, after its delay."""
         if fault.delay:
             await asyncio.sleep(fault.delay)
         if fault.disconnect:
@@ -473,26 +482,30 @@ class FakeApimart:
             return web.Response(status=fault.status, headers={"Location": location})
         if fault.kind == "oversize":
             return await self._stream_oversize(request, fault)
-        headers = dict(fault.headers or {})
-        if fault.raw is not None:
-            headers.setdefault("Content-Type", "text/html")
-            response = web.Response(status=fault.status, body=fault.raw, headers=headers)
-        else:
-            payload = fault.body
-            if payload is None:
-                payload = {
-                    "error": {
-                        "message": f"fake error {fault.status}",
-                        "type": "fake_error",
-                        "code": fault.status,
-                    }
-                }
-            response = web.json_response(payload, status=fault.status, headers=headers)
+        response = self._canned_error(fault)
         if _SUBMISSION in request:
             request[_SUBMISSION].status = fault.status
         return response
 
-    async def _handle(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    @staticmethod
+    def _canned_error(fault: Fault) -> web.Response:
+        """The fault's raw bytes (HTML by default), its JSON body, or APIMart's error shape."""
+        headers = dict(fault.headers or {})
+        if fault.raw is not None:
+            headers.setdefault("Content-Type", "text/html")
+            return web.Response(status=fault.status, body=fault.raw, headers=headers)
+        payload = fault.body
+        if payload is None:
+            payload = {
+                "error": {
+                    "message": f"fake error {fault.status}",
+                    "type": "fake_error",
+                    "code": fault.status,
+                }
+            }
+        return web.json_response(payload, status=fault.status, headers=headers)
+
+    async def _handle(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         response: web.StreamResponse = await handler(request)
         if _SUBMISSION in request and request[_SUBMISSION].status is None:
             request[_SUBMISSION].status = response.status
@@ -593,6 +606,7 @@ class FakeApimart:
         return {"code": 200, "data": [{"status": "submitted", "task_id": task.id}]}
 
     def _validate(self, body: Any) -> tuple[str, str | None] | None:
+        """The first problem with a submission's body as (message, param), or None."""
         if not isinstance(body, dict):
             return "request body must be a JSON object", None
         if body.get("model") not in MODELS:
@@ -601,29 +615,36 @@ class FakeApimart:
         if not isinstance(prompt, str) or not prompt.strip():
             return "prompt is required", "prompt"
         urls = body.get("image_urls")
-        if urls is not None:
-            if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
-                return "image_urls must be a list of URLs", "image_urls"
-            if len(urls) > 1:
-                return "at most 1 image URL is supported", "image_urls"
-            if urls and not re.match(r"^https?://", urls[0]):
-                return "image_urls must be public http(s) URLs (base64 is not accepted)", "image_urls"
+        if urls is not None and (problem := self._validate_image_urls(urls)):
+            return problem
         if "size" in body and body["size"] not in SIZES:
             return f"size must be one of {', '.join(SIZES)}", "size"
         if "response_format" in body and body["response_format"] not in FORMATS:
             return "response_format must be png or jpg", "response_format"
-        if "safety_tolerance" in body:
-            value = body["safety_tolerance"]
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 6:
-                return "safety_tolerance must be an integer between 0 and 6", "safety_tolerance"
-            cap = self.max_safety_with_image
-            if cap is not None and urls and value > cap:
-                return (
-                    f"safety_tolerance must be at most {cap} when an input image is given",
-                    "safety_tolerance",
-                )
+        if "safety_tolerance" in body and (
+            problem := self._validate_safety(body["safety_tolerance"], with_image=bool(urls))
+        ):
+            return problem
         if "prompt_upsampling" in body and not isinstance(body["prompt_upsampling"], bool):
             return "prompt_upsampling must be a boolean", "prompt_upsampling"
+        return None
+
+    @staticmethod
+    def _validate_image_urls(urls: Any) -> tuple[str, str | None] | None:
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            return "image_urls must be a list of URLs", "image_urls"
+        if len(urls) > 1:
+            return "at most 1 image URL is supported", "image_urls"
+        if urls and not re.match(r"^https?://", urls[0]):
+            return "image_urls must be public http(s) URLs (base64 is not accepted)", "image_urls"
+        return None
+
+    def _validate_safety(self, value: Any, *, with_image: bool) -> tuple[str, str | None] | None:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 6:
+            return "safety_tolerance must be an integer between 0 and 6", "safety_tolerance"
+        cap = self.max_safety_with_image
+        if cap is not None and with_image and value > cap:
+            return f"safety_tolerance must be at most {cap} when an input image is given", "safety_tolerance"
         return None
 
     async def _download(self, url: str) -> bytes:
@@ -653,27 +674,10 @@ class FakeApimart:
         except (AssertionError, ValueError, KeyError):
             self.uploads.append(UploadRecord(None, None, 0, 400))
             return self._error(400, "multipart form with a file field is required", param="file")
-        filename: str | None = None
-        content_type: str | None = None
-        data: bytes | None = None
-        while True:
-            part = await reader.next()
-            if part is None:
-                break
-            if not isinstance(part, aiohttp.BodyPartReader):
-                continue
-            if part.name != "file":
-                await part.release()
-                continue
-            filename = part.filename
-            content_type = part.headers.get("Content-Type")
-            buffer = bytearray()
-            while chunk := await part.read_chunk(65536):
-                buffer += chunk
-                if len(buffer) > MAX_UPLOAD_BYTES:
-                    self.uploads.append(UploadRecord(filename, content_type, len(buffer), 413))
-                    return self._error(413, "file too large (max 20 MB)", param="file")
-            data = bytes(buffer)
+        filename, content_type, data = await self._read_file_field(reader)
+        if data is not None and len(data) > MAX_UPLOAD_BYTES:
+            self.uploads.append(UploadRecord(filename, content_type, len(data), 413))
+            return self._error(413, "file too large (max 20 MB)", param="file")
         if data is None:
             self.uploads.append(UploadRecord(filename, content_type, 0, 400))
             return self._error(400, "missing file field", param="file")
@@ -696,6 +700,32 @@ class FakeApimart:
                 "created_at": int(time.time()),
             }
         )
+
+    @staticmethod
+    async def _read_file_field(
+        reader: aiohttp.MultipartReader,
+    ) -> tuple[str | None, str | None, bytes | None]:
+        """The ``file`` field's filename, Content-Type and bytes (None without such a field).
+
+        Reading stops as soon as the bytes exceed ``MAX_UPLOAD_BYTES`` (the caller refuses them)."""
+        filename: str | None = None
+        content_type: str | None = None
+        data: bytes | None = None
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, aiohttp.BodyPartReader):
+                continue
+            if part.name != "file":
+                await part.release()
+                continue
+            filename = part.filename
+            content_type = part.headers.get("Content-Type")
+            buffer = bytearray()
+            while chunk := await part.read_chunk(65536):
+                buffer += chunk
+                if len(buffer) > MAX_UPLOAD_BYTES:
+                    return filename, content_type, bytes(buffer)
+            data = bytes(buffer)
+        return filename, content_type, data
 
     async def _file(self, request: web.Request) -> web.Response:
         item = self.files.get(request.match_info["name"])
