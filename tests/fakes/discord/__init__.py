@@ -48,7 +48,8 @@ Behaviour worth knowing (it mirrors Discord):
   IDENTIFYs (per ``max_concurrency`` key per 5 s) are recorded in ``identify_violations`` (answered with
   op 9 with ``enforce_identify_concurrency=True``). Guild ids spread round-robin over shards.
 
-Layout (one module per role; :class:`FakeDiscord` in :mod:`.fake` composes the mixins):
+Layout (one module per role; :class:`FakeDiscord` in :mod:`.fake` composes the mixins, which all derive
+from :class:`~.base.FakeDiscordBase`, where what they use of one another is declared for the type checker):
 
 * :mod:`.models` — flags, permission bits and the objects (users, guilds, channels, messages, attachments,
   interactions); :mod:`.records` — what the fake records (requests, frames, callbacks, edits)

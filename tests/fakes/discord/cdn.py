@@ -9,13 +9,14 @@ import secrets
 
 from aiohttp import web
 
+from .base import FakeDiscordBase
 from .records import RecordedRequest
 
 #: The CDN routes (GET and HEAD), also under ``/media`` like media.discordapp.net.
 CDN_ROUTE = "/{prefix:(attachments|ephemeral-attachments)}/{channel_id:\\d+}/{attachment_id:\\d+}/{filename}"
 
 
-class CdnMixin:
+class CdnMixin(FakeDiscordBase):
     """Signed attachment URLs and the CDN handler (part of :class:`~.fake.FakeDiscord`)."""
 
     def _init_cdn(self, attachment_url_ttl: float) -> None:

@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .base import FakeDiscordBase
 from .models import (
     APPLICATION_COMMAND,
     AUTOCOMPLETE,
@@ -63,7 +64,8 @@ def _submitted_components(
     modal: Mapping[str, Any], values: Mapping[str, str | Sequence[str]]
 ) -> list[dict[str, Any]]:
     """A modal submit's ``components``: the modal's layout (action rows or labels) with values."""
-    remaining = dict(values)
+    # looked up by each input's custom_id, which may be missing (None)
+    remaining: dict[str | None, str | Sequence[str]] = dict(values.items())
     ids = itertools.count(1)
 
     def submit(comp: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,7 +111,7 @@ def _text_input_value(comp: Mapping[str, Any], value: Any) -> str:
     return value
 
 
-class DriverMixin:
+class DriverMixin(FakeDiscordBase):
     """What tests call to act as users (part of :class:`~.fake.FakeDiscord`)."""
 
     # ------------------------------------------------------------------------------- user actions

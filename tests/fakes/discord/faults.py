@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .base import FakeDiscordBase
 from .ratelimits import bucket_hash
 from .records import RecordedRequest
 
@@ -32,7 +33,7 @@ class _FaultRule:
         return self.method in ("*", method.upper()) and self.pattern.search(path) is not None
 
 
-class FaultsMixin:
+class FaultsMixin(FakeDiscordBase):
     """``fail_next`` and ``clear_faults`` (part of :class:`~.fake.FakeDiscord`)."""
 
     def _init_faults(self) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from .base import FakeDiscordBase
 from .models import API_VERSION, FakeGuild, FakeMessage, Intents
 from .records import GatewayFrame, RecordedRequest
 
@@ -73,7 +74,7 @@ def _event_guild(event: str, data: Mapping[str, Any]) -> int | None:
     return int(gid) if gid else None
 
 
-class GatewayMixin:
+class GatewayMixin(FakeDiscordBase):
     """Gateway sessions and events (part of :class:`~.fake.FakeDiscord`)."""
 
     def _init_gateway(

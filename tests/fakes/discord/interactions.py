@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .base import FakeDiscordBase
 from .errors import ApiError, form_error
 from .models import (
     ALLOWED_CALLBACKS,
@@ -34,7 +35,7 @@ from .rest import Ctx
 from .validation import validate_modal
 
 
-class InteractionsMixin:
+class InteractionsMixin(FakeDiscordBase):
     """Interaction callback and webhook routes (part of :class:`~.fake.FakeDiscord`)."""
 
     def _init_interactions(self) -> None:
@@ -171,13 +172,13 @@ class InteractionsMixin:
             inter.original = msg
             return msg, "MESSAGE_CREATE"
         if ctype in (CB_DEFERRED_UPDATE, CB_UPDATE):
-            msg = inter.source_message
-            assert msg is not None
-            inter.original = msg
+            source = inter.source_message
+            assert source is not None
+            inter.original = source
             if ctype == CB_DEFERRED_UPDATE:
-                return msg, None
-            self._apply_body(msg, data, files, size_limit=limit, creating=False)
-            return msg, "MESSAGE_UPDATE"
+                return source, None
+            self._apply_body(source, data, files, size_limit=limit, creating=False)
+            return source, "MESSAGE_UPDATE"
         if ctype == CB_AUTOCOMPLETE:
             choices = data.get("choices") or []
             if len(choices) > 25:

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .base import FakeDiscordBase
 from .errors import ApiError, form_error
 from .models import (
     DEFAULT_ATTACHMENT_SIZE_LIMIT,
@@ -66,7 +67,7 @@ def _has_more_than_embeds(body: Mapping[str, Any], files: list[RecordedFile]) ->
     )
 
 
-class MessagesMixin:
+class MessagesMixin(FakeDiscordBase):
     """Channel message routes and message bookkeeping (part of :class:`~.fake.FakeDiscord`)."""
 
     def _init_messages(self, nonce_window: float) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .util import iso, sanitize_filename, walk_components
 
 if TYPE_CHECKING:
-    from .fake import FakeDiscord
+    from .base import FakeDiscordBase
     from .records import CallbackRecord, EditRecord
 
 API_VERSION = 10
@@ -213,7 +213,7 @@ class FakeChannel:
     last_message_id: int | None = None
     deleted: bool = False
 
-    def to_payload(self, fake: FakeDiscord | None = None) -> dict[str, Any]:
+    def to_payload(self, fake: FakeDiscordBase | None = None) -> dict[str, Any]:
         if self.type in (1, 3):
             recipients = [fake.users[u].to_payload() for u in self.recipient_ids] if fake else []
             return {
@@ -309,7 +309,7 @@ class FakeAttachment:
     height: int | None = None
     description: str | None = None
     ephemeral: bool = False
-    fake: FakeDiscord | None = field(default=None, repr=False)
+    fake: FakeDiscordBase | None = field(default=None, repr=False)
 
     @property
     def path(self) -> str:
@@ -375,7 +375,7 @@ class FakeMessage:
     timestamp: str = field(default_factory=iso)
     edited_timestamp: str | None = None
     deleted: bool = False
-    fake: FakeDiscord | None = field(default=None, repr=False)
+    fake: FakeDiscordBase | None = field(default=None, repr=False)
 
     @property
     def ephemeral(self) -> bool:
@@ -478,7 +478,7 @@ class FakeInteraction:
 
     def __init__(
         self,
-        fake: FakeDiscord,
+        fake: FakeDiscordBase,
         payload: dict[str, Any],
         *,
         dispatched_at: float,
@@ -508,6 +508,7 @@ class FakeInteraction:
     @property
     def user_id(self) -> int:
         user = self.payload.get("member", {}).get("user") or self.payload.get("user")
+        assert user is not None, "an interaction carries member.user (guild) or user (DM)"
         return int(user["id"])
 
     @property

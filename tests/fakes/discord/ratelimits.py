@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .base import FakeDiscordBase
 from .errors import ApiError
 from .records import RecordedRequest
 
@@ -90,7 +91,7 @@ def _resource_key(groups: Mapping[str, str]) -> str:
     return groups.get("channel_id") or groups.get("guild_id") or ""
 
 
-class RateLimitMixin:
+class RateLimitMixin(FakeDiscordBase):
     """Per-route and global rate limits (part of :class:`~.fake.FakeDiscord`).
 
     ``FakeDiscord(realistic_rate_limits=True)`` enforces :data:`DISCORD_RATE_LIMITS` (override or

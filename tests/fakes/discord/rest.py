@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
+from .base import FakeDiscordBase
 from .errors import ApiError, form_error
 from .models import FakeChannel, FakeGuild, Perm
 from .records import RecordedFile, RecordedRequest
@@ -49,7 +50,7 @@ class Ctx:
 _Handler = Callable[[Ctx], Awaitable[web.StreamResponse]]
 
 
-class RestMixin:
+class RestMixin(FakeDiscordBase):
     """The REST dispatcher and simple routes (part of :class:`~.fake.FakeDiscord`)."""
 
     def _init_rest(self) -> None:
@@ -83,19 +84,20 @@ class RestMixin:
             async for part in reader:
                 if part is None:
                     break
-                name = part.name or ""  # type: ignore[union-attr]
-                raw = await part.read()  # type: ignore[union-attr]
+                assert isinstance(part, BodyPartReader), "a message body is not nested multipart"
+                name = part.name or ""
+                raw = await part.read()
                 if name == "payload_json":
                     try:
                         payload = json.loads(raw)
                     except ValueError:
                         bad = True
-                elif part.filename is not None:  # type: ignore[union-attr]
+                elif part.filename is not None:
                     files.append(
                         RecordedFile(
                             field=name,
-                            filename=part.filename,  # type: ignore[union-attr]
-                            content_type=part.headers.get("Content-Type"),  # type: ignore[union-attr]
+                            filename=part.filename,
+                            content_type=part.headers.get("Content-Type"),
                             data=bytes(raw),
                         )
                     )

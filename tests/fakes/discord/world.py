@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
+from .base import FakeDiscordBase
 from .models import (
     DISCORD_EPOCH_MS,
     PREMIUM_TIER_UPLOAD_LIMITS,
@@ -28,7 +29,7 @@ from .models import (
 from .util import image_size, sanitize_filename, sniff_content_type
 
 
-class WorldMixin:
+class WorldMixin(FakeDiscordBase):
     """State and helpers for the objects tests create (part of :class:`~.fake.FakeDiscord`)."""
 
     def _init_world(self, bot_name: str, clock: Callable[[], float] | None) -> None:
@@ -319,9 +320,8 @@ class WorldMixin:
         """A stored attachment by id, payload or object."""
         if isinstance(ref, FakeAttachment):
             return ref
-        if isinstance(ref, Mapping):
-            ref = ref["id"]
-        return self.attachments[int(ref)]
+        attachment_id = ref["id"] if isinstance(ref, Mapping) else ref
+        return self.attachments[int(attachment_id)]
 
     def user(self, user_id: int) -> FakeUser:
         return self.users[user_id]
@@ -428,14 +428,14 @@ class WorldMixin:
             )
         self._bump()
 
-    def _announce(self, coro: Awaitable[Any]) -> None:
+    def _announce(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run a gateway announcement from sync model helpers: scheduled if a loop runs."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            coro.close()  # type: ignore[attr-defined]
+            coro.close()
             return
-        task = loop.create_task(coro)  # type: ignore[arg-type]
+        task = loop.create_task(coro)
         self._pending_announcements.add(task)
         task.add_done_callback(self._pending_announcements.discard)
 
