@@ -24,6 +24,7 @@ from PIL import ExifTags, Image
 
 from kontext.adapters.http.download import CHUNK_SIZE
 from tests.harness import World, decode, inverted, job_states, make_image, mean_abs_diff
+from tests.pixels import level, pixel
 
 RED, GREEN, BLUE = (220, 20, 20), (20, 200, 20), (20, 20, 220)
 #: Byte strings that only occur in the sources' metadata (EXIF, GPS, XMP, ICC, comments, PNG text).
@@ -50,7 +51,7 @@ def encode(im: Image.Image, fmt: str, **kwargs: Any) -> bytes:
     return buf.getvalue()
 
 
-def close(actual: Any, expected: tuple[int, ...], tol: int = 12) -> bool:
+def close(actual: tuple[int, ...], expected: tuple[int, ...], tol: int = 12) -> bool:
     return all(abs(a - e) <= tol for a, e in zip(actual, expected, strict=True))
 
 
@@ -105,25 +106,25 @@ def exif_gps_jpeg() -> bytes:
 
 
 def check_first_frame(hosted: Image.Image, result: Image.Image) -> None:
-    assert close(hosted.convert("RGB").getpixel((60, 45)), RED), "the first frame is the one edited"
-    assert close(result.convert("RGB").getpixel((60, 45)), tuple(255 - c for c in RED))
+    assert close(pixel(hosted.convert("RGB"), (60, 45)), RED), "the first frame is the one edited"
+    assert close(pixel(result.convert("RGB"), (60, 45)), tuple(255 - c for c in RED))
 
 
 def check_cmyk(hosted: Image.Image, result: Image.Image) -> None:
     assert hosted.mode == "RGB"
-    assert close(hosted.getpixel((64, 48)), (0, 255, 255))
+    assert close(pixel(hosted, (64, 48)), (0, 255, 255))
 
 
 def check_grey16(hosted: Image.Image, result: Image.Image) -> None:
     grey = hosted.convert("L")
-    values = [grey.getpixel((64 * i + 32, 32)) for i in range(4)]
+    values = [level(grey, (64 * i + 32, 32)) for i in range(4)]
     assert all(abs(g - w) <= 4 for g, w in zip(values, (0, 4, 128, 255), strict=True)), values
 
 
 def check_palette_alpha(hosted: Image.Image, result: Image.Image) -> None:
     assert hosted.format == "PNG" and hosted.mode == "RGBA"
-    assert hosted.getpixel((20, 32))[3] == 0 and hosted.getpixel((100, 32)) == (0, 0, 255, 255)
-    assert result.mode == "RGBA" and result.getpixel((20, 32))[3] == 0, "the alpha survives the edit"
+    assert pixel(hosted, (20, 32))[3] == 0 and pixel(hosted, (100, 32)) == (0, 0, 255, 255)
+    assert result.mode == "RGBA" and pixel(result, (20, 32))[3] == 0, "the alpha survives the edit"
 
 
 def check_same_picture(source: bytes) -> Callable[[Image.Image, Image.Image], None]:
@@ -251,7 +252,7 @@ async def streaming_server() -> AsyncIterator[tuple[str, list[int]]]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     try:
         yield f"http://127.0.0.1:{port}/big.png", sent
     finally:
