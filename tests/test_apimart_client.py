@@ -39,7 +39,8 @@ from kontext.domain.errors import (
 from kontext.domain.generation import GenerationRequest, TaskStatus
 from kontext.domain.poll_schedule import PollSchedule
 from kontext.services.polling import wait_for_task
-from tests.fakes.apimart_fake import FakeApimart
+from tests.fakes.apimart_fake import FailShape, FakeApimart, SubmitShape, UrlShape
+from tests.pixels import pixel
 
 FAST = PollSchedule().scaled(0.01)
 SECRET = "sk-test-SECRET-do-not-leak-4f9a2c"
@@ -119,10 +120,10 @@ def deadline(seconds: float) -> float:
 
 @pytest.mark.parametrize(("submit_shape", "url_shape"), [("list", "list"), ("object", "string")])
 async def test_edit_round_trip(
-    fake: FakeApimart, session: aiohttp.ClientSession, submit_shape: str, url_shape: str
+    fake: FakeApimart, session: aiohttp.ClientSession, submit_shape: SubmitShape, url_shape: UrlShape
 ) -> None:
     client = client_for(session, fake)
-    fake.script(duration=0.15, submit_shape=submit_shape, url_shape=url_shape)  # type: ignore[arg-type]
+    fake.script(duration=0.15, submit_shape=submit_shape, url_shape=url_shape)
     url = await client.upload(png(), "job-1.png", "image/png")
     assert url.startswith(fake.base_url + "/f/image/") and fake.uploads[0].status == 200
 
@@ -175,7 +176,7 @@ async def test_text_to_image_jpg(fake: FakeApimart, session: aiohttp.ClientSessi
     with Image.open(io.BytesIO(body)) as result:
         assert result.format == "JPEG" and result.size == (144, 256)
         expected = FakeApimart.colour_for("make the sky purple")
-        got = result.convert("RGB").getpixel((10, 10))
+        got = pixel(result.convert("RGB"), (10, 10))
         assert all(abs(a - b) <= 3 for a, b in zip(got, expected, strict=True))
 
 
@@ -221,10 +222,10 @@ async def test_on_update_errors_do_not_stop_the_wait(
 
 @pytest.mark.parametrize("shape", ["object", "string", "fail_reason"])
 async def test_failed_task_reason_surfaces(
-    fake: FakeApimart, session: aiohttp.ClientSession, shape: str
+    fake: FakeApimart, session: aiohttp.ClientSession, shape: FailShape
 ) -> None:
     client = client_for(session, fake)
-    fake.script(duration=0.05, fail_reason="Request moderated: input image flagged", fail_shape=shape)  # type: ignore[arg-type]
+    fake.script(duration=0.05, fail_reason="Request moderated: input image flagged", fail_shape=shape)
     task_id = await client.submit(edit(fake.host(png())), idempotency_key="jf")
     with pytest.raises(TaskFailed) as info:
         await wait_for_task(client, task_id, deadline=deadline(5), schedule=FAST)
@@ -734,7 +735,15 @@ def test_parse_submit_response_shapes() -> None:
         == "task_A"
     )
     assert parse_submit_response({"code": 200, "data": {"id": "task_B", "status": "pending"}}) == "task_B"
-    for bad in [None, [], "x", {"code": 200}, {"code": 200, "data": []}, {"data": [{"status": "x"}]}]:
+    malformed: list[object] = [
+        None,
+        [],
+        "x",
+        {"code": 200},
+        {"code": 200, "data": []},
+        {"data": [{"status": "x"}]},
+    ]
+    for bad in malformed:
         with pytest.raises(ApiMalformed):
             parse_submit_response(bad)
     with pytest.raises(ApiBalanceError):

@@ -9,6 +9,7 @@ import zlib
 import pytest
 from PIL import Image
 
+from tests.fakes.apimart_fake import ResultFaultKind
 from tests.harness import API_KEY, TOKEN, World, decode, job_states, make_image
 
 EPHEMERAL = 64
@@ -35,10 +36,10 @@ def png_bomb(width: int = 100_000, height: int = 100_000) -> bytes:
 async def test_oversize_attachment_refused_before_download(world: World) -> None:
     await world.start_bot(MAX_INPUT_MB="1")
     inter = await world.edit(make_image(), size=30 * 1024 * 1024)
-    await inter.wait_for_callback()
-    assert inter.callback_type == 4 and inter.callbacks[0].data["flags"] & EPHEMERAL
-    assert "too large (30.0 MB)" in inter.callbacks[0].data["content"]
-    assert "under 1 MB" in inter.callbacks[0].data["content"]
+    data = (await inter.wait_for_callback()).data
+    assert inter.callback_type == 4 and data is not None and data["flags"] & EPHEMERAL
+    assert "too large (30.0 MB)" in data["content"]
+    assert "under 1 MB" in data["content"]
     assert not [r for r in world.discord.requests if "/attachments/" in r.path], "nothing may be downloaded"
     assert world.apimart.submissions == []
 
@@ -46,9 +47,9 @@ async def test_oversize_attachment_refused_before_download(world: World) -> None
 async def test_non_image_content_type_refused(world: World) -> None:
     await world.start_bot()
     inter = await world.edit(b"%PDF-1.7 ...", filename="doc.pdf", content_type="application/pdf")
-    await inter.wait_for_callback()
-    assert inter.callbacks[0].data["flags"] & EPHEMERAL
-    assert "doesn't look like an image" in inter.callbacks[0].data["content"]
+    data = (await inter.wait_for_callback()).data
+    assert data is not None and data["flags"] & EPHEMERAL
+    assert "doesn't look like an image" in data["content"]
     assert world.apimart.submissions == []
 
 
@@ -193,9 +194,9 @@ async def test_apimart_down_is_reported(world: World) -> None:
         ("oversize", "could not be downloaded"),
     ],
 )
-async def test_broken_result_download(world: World, kind: str, expected: str) -> None:
+async def test_broken_result_download(world: World, kind: ResultFaultKind, expected: str) -> None:
     await world.start_bot(MAX_RESULT_MB="1")
-    world.apimart.result_fault(kind, size=3 * 1024 * 1024)  # type: ignore[arg-type]
+    world.apimart.result_fault(kind, size=3 * 1024 * 1024)
     inter = await world.edit()
     text = await world.failure_of(inter)
     assert expected in text

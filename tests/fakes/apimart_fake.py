@@ -60,6 +60,12 @@ MAX_INPUT_BYTES = 25 * 1024 * 1024
 T2I_LONG_SIDE = 256
 
 Endpoint = Literal["submit", "task", "upload", "result", "file"]
+#: how a failure reason is written, how the submit reply and the result URL are shaped (see :class:`Script`)
+FailShape = Literal["object", "string", "fail_reason"]
+SubmitShape = Literal["list", "object"]
+UrlShape = Literal["list", "string"]
+#: what :meth:`FakeApimart.result_fault` breaks a result download with
+ResultFaultKind = Literal["404", "redirect", "html", "oversize"]
 ENDPOINTS = ("submit", "task", "upload", "result", "file")
 DEFAULT_STATUS_NAMES = {
     "queued": "pending",
@@ -95,12 +101,12 @@ class Script:
     #: when set, the task ends failed with this reason instead of completed
     fail_reason: str | None = None
     #: how the failure reason is written: error.message | error as string | fail_reason
-    fail_shape: Literal["object", "string", "fail_reason"] = "object"
+    fail_shape: FailShape = "object"
     never_finish: bool = False
     #: submit reply: documented list ``data[0].task_id`` or newer object ``data.id``
-    submit_shape: Literal["list", "object"] = "list"
+    submit_shape: SubmitShape = "list"
     #: ``result.images[0].url`` as a list (documented) or a plain string
-    url_shape: Literal["list", "string"] = "list"
+    url_shape: UrlShape = "list"
     #: raw status names per phase (merged over DEFAULT_STATUS_NAMES), e.g. {"running": "in_progress"}
     status_names: Mapping[str, str] = field(default_factory=dict)
     #: while queued, answer ``data`` as a one-element list
@@ -270,12 +276,12 @@ class FakeApimart:
         estimated_time: Any = AUTO,
         fail_reason: str | None = None,
         never_finish: bool = False,
-        submit_shape: Literal["list", "object"] = "list",
-        url_shape: Literal["list", "string"] = "list",
+        submit_shape: SubmitShape = "list",
+        url_shape: UrlShape = "list",
         status_names: Mapping[str, str] | None = None,
         *,
         queue_fraction: float = 0.2,
-        fail_shape: Literal["object", "string", "fail_reason"] = "object",
+        fail_shape: FailShape = "object",
         list_while_queued: bool = False,
         result: Callable[[bytes], bytes] | None = None,
         persist: bool = False,
@@ -331,7 +337,7 @@ class FakeApimart:
 
     def result_fault(
         self,
-        kind: Literal["404", "redirect", "html", "oversize"],
+        kind: ResultFaultKind,
         *,
         times: int = 1,
         size: int = 60 * 1024 * 1024,
