@@ -28,16 +28,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kontext.adapters.storage import PostgresStore  # noqa: E402
+from kontext.domain.guild_settings import GuildSettings  # noqa: E402
 from kontext.domain.policy import Allowed, Denied  # noqa: E402
-from kontext.services.ports import UsageSnapshot  # noqa: E402
+from kontext.services.ports import Decide, UsageSnapshot  # noqa: E402
 from tests.servers import postgres_server  # noqa: E402
 
 
-def allow_up_to(quota: int):  # type: ignore[no-untyped-def]
+def allow_up_to(quota: int) -> Decide:
     def decide(usage: UsageSnapshot) -> Allowed | Denied:
         if usage.guild_jobs_today >= quota:
             return Denied("policy_guild_quota")
-        return Allowed("flux-kontext-pro", 2, None)  # type: ignore[arg-type]
+        return Allowed("flux-kontext-pro", 2, GuildSettings())
 
     return decide
 

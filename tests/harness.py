@@ -118,7 +118,7 @@ class World:
     def bot(self) -> Any:
         return self.bots[-1]
 
-    async def start_bot(self, schedule: PollSchedule = FAST_POLLS, **env: str) -> Any:
+    async def start_bot(self, schedule: PollSchedule = FAST_POLLS, /, **env: str) -> Any:
         settings = load_settings({**self.env, **env})
         bot = bot_module.create_bot(settings, poll_schedule=schedule, guild_ready_timeout=0.05)
         self.bots.append(bot)

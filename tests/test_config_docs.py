@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from dotenv import dotenv_values
 
@@ -70,7 +71,10 @@ def test_env_example_is_two_values_away_from_a_working_env() -> None:
     # every commented line is a valid value: uncommenting all of them changes only the examples
     uncommented = re.sub(r"^#([A-Z][A-Z0-9_]*=)", r"\1", filled, flags=re.MULTILINE)
     env = {k: v for k, v in dotenv_values(stream=io.StringIO(uncommented)).items() if v is not None}
-    examples = {s.attr: s.kind.parse(s.example) for s in SPECS if s.example and s.default is None}
+    # each row parses to its own field's type
+    examples: dict[str, Any] = {
+        s.attr: s.kind.parse(s.example) for s in SPECS if s.example and s.default is None
+    }
     assert load_settings(env) == dataclasses.replace(defaults, **examples)
 
 

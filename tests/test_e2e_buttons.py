@@ -30,6 +30,7 @@ async def first_result(world: World, source: bytes) -> tuple[FakeInteraction, Fa
     inter = await world.edit(source, "make the hair blue")
     result = await world.result_of(inter)
     job_id = world.apimart.submissions[-1].idempotency_key
+    assert job_id is not None, "the bot submits with its job id as the idempotency key"
     return inter, result, job_id
 
 
@@ -91,7 +92,7 @@ async def test_delete_only_by_requester_or_moderator(world: World) -> None:
     world.discord.add_member(world.guild.id, stranger.id)
     denied = await world.discord.click(result, f"kx:delete:{job_id}", user_id=stranger.id)
     callback = await denied.wait_for_callback()
-    assert callback.type == 4 and callback.data["flags"] & 64
+    assert callback.type == 4 and callback.data is not None and callback.data["flags"] & 64
     assert "Only the requester" in callback.data["content"]
     assert not world.discord.message(result.id).deleted
 
@@ -139,7 +140,7 @@ async def test_message_command_on_a_message_without_image(world: World) -> None:
     await world.discord.flush()
     inter = await world.discord.message_command("Edit image", message, user_id=world.user.id)
     callback = await inter.wait_for_callback()
-    assert callback.type == 4 and callback.data["flags"] & 64
+    assert callback.type == 4 and callback.data is not None and callback.data["flags"] & 64
     assert "no image" in callback.data["content"]
 
 

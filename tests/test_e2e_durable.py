@@ -123,6 +123,7 @@ async def test_expired_token_delivers_to_the_channel_with_a_mention(world: World
     msg = await world.discord.wait_until(channel_result, timeout=20)
     assert f"<@{world.user.id}>" in msg.content
     assert msg.mention_ids == [world.user.id]
+    assert inter.original is not None
     assert msg.message_reference and int(msg.message_reference["message_id"]) == inter.original.id
     assert msg.nonce == job_id
     assert len(world.apimart.submissions) == 1

@@ -229,6 +229,7 @@ async def test_poll_429_storm_is_waited_out(world: World) -> None:
     inter = await world.edit()
     await world.result_of(inter)
     [submission] = world.apimart.submissions
+    assert submission.task_id is not None
     assert world.apimart.polls[submission.task_id] >= 5
 
 

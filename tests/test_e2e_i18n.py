@@ -70,6 +70,7 @@ async def test_traditional_chinese_never_gets_simplified(world: World) -> None:
     refused = await world.edit(
         b"just some text", filename="notes.txt", content_type="text/plain", locale="zh-TW"
     )
-    await refused.wait_for_callback()
-    assert refused.callbacks[0].data["content"] == t("attachment_not_image", "zh-TW")
-    assert refused.callbacks[0].data["content"].startswith("這個附件看起來不是圖片")
+    data = (await refused.wait_for_callback()).data
+    assert data is not None
+    assert data["content"] == t("attachment_not_image", "zh-TW")
+    assert data["content"].startswith("這個附件看起來不是圖片")

@@ -43,7 +43,8 @@ def reply_text(inter: FakeInteraction) -> str:
 
 async def refused(world: World, inter: FakeInteraction) -> str:
     callback = await inter.wait_for_callback()
-    assert callback.type == 4 and callback.data["flags"] & 64, "refusals are ephemeral replies"
+    assert callback.type == 4 and callback.data is not None, "refusals are replies"
+    assert callback.data["flags"] & 64, "refusals are ephemeral replies"
     return callback.data["content"]
 
 
@@ -71,7 +72,8 @@ async def test_commands_are_declared_for_manage_server_only(world: World) -> Non
 async def test_non_admin_cannot_change_settings(world: World) -> None:
     bot = await world.start_bot()
     inter = await kontext(world, "safety", {"value": 6}, user_id=world.user.id)
-    assert inter.callbacks[0].data["flags"] & 64
+    data = inter.callbacks[0].data
+    assert data is not None and data["flags"] & 64
     assert "Manage Server" in reply_text(inter)
     assert (await bot.backend.moderation.settings(world.guild.id)).safety is None
 
@@ -128,7 +130,7 @@ async def test_each_rule_refuses_with_its_message_and_submits_nothing(world: Wor
     if first_ok:
         await world.result_of(await world.edit())
     submitted = len(world.apimart.submissions)
-    extra = {"model": "flux-kontext-max"} if case == "model" else {}
+    extra: dict[str, Any] = {"model": "flux-kontext-max"} if case == "model" else {}
     text = await refused(world, await world.edit(prompt=prompt, **extra))
     expected = {
         "blocklist": "does not allow",
@@ -279,7 +281,8 @@ async def test_replies_stay_inside_discord_limits_with_the_longest_lists(world: 
     added = await kontext(world, "channels", {"action": "add", "channel": world.channel.id}, user_id=mod)
     for inter in (added, await kontext(world, "show", user_id=mod)):
         callback = inter.callbacks[0]
-        [embed] = callback.data["embeds"]  # type: ignore[index]
+        assert callback.data is not None
+        [embed] = callback.data["embeds"]
         assert all(len(field["value"]) <= 1024 for field in embed["fields"])
         assert sum(len(field["name"]) + len(field["value"]) for field in embed["fields"]) <= 6000
         assert "more (the full list is attached)" in reply_text(inter)

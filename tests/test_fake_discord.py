@@ -48,7 +48,7 @@ class RerollButton(ui.DynamicItem[ui.Button[Any]], template=r"reroll:(?P<job>\d+
 
     @classmethod
     async def from_custom_id(
-        cls, interaction: discord.Interaction, item: ui.Button[Any], match: Any, /
+        cls, interaction: discord.Interaction, item: ui.Item[Any], match: Any, /
     ) -> RerollButton:
         return cls(int(match["job"]))
 
@@ -212,8 +212,11 @@ class KontextTestBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(RerollButton)
-        for cmd in (edit_command, ping_command, imagine_command, kontext_group, edit_image_menu):
-            self.tree.add_command(cmd)
+        self.tree.add_command(edit_command)
+        self.tree.add_command(ping_command)
+        self.tree.add_command(imagine_command)
+        self.tree.add_command(kontext_group)
+        self.tree.add_command(edit_image_menu)
         self.synced = await self.tree.sync()
 
     async def on_ready(self) -> None:
@@ -523,9 +526,9 @@ async def test_expired_token_and_late_ack(
     short = await fake.slash("ping", user_id=user_id, guild_id=guild.id)
     await short.wait_for_original(lambda m: m.content == "pong")
     await short.wait_for(lambda i: i.expired, timeout=2)
-    with pytest.raises(discord.HTTPException) as late:
+    with pytest.raises(discord.HTTPException) as refused:
         await bot.interactions[-1].edit_original_response(content="late")
-    assert late.value.code == 50027
+    assert refused.value.code == 50027
 
 
 async def test_rate_limited_edit_is_retried(
@@ -694,7 +697,8 @@ async def test_channel_messages_replies_dms_and_original_response(
     inter = await run_edit(fake, guild, user_id)
     await inter.wait_for_followups(1)
     original = await bot.interactions[-1].original_response()
-    assert original.id == inter.original.id and original.attachments[0].filename == "result.png"  # type: ignore[union-attr]
+    assert inter.original is not None
+    assert original.id == inter.original.id and original.attachments[0].filename == "result.png"
     await bot.interactions[-1].delete_original_response()
     assert inter.original_deleted
 

@@ -393,7 +393,7 @@ async def test_a_renamed_description_keeps_its_translations() -> None:
 
     translator = KontextTranslator()
     string = discord.app_commands.locale_str("A brand new English wording", key="option.model.description")
-    context = discord.app_commands.TranslationContext(
+    context: discord.app_commands.TranslationContextTypes = discord.app_commands.TranslationContext(
         discord.app_commands.TranslationContextLocation.other, None
     )
     assert await translator.translate(string, discord.Locale.german, context) == command_text(
@@ -418,7 +418,7 @@ async def test_one_id_given_two_english_texts_is_caught() -> None:
     from kontext.adapters.discord.command_strings import _Recorder
 
     recorder = _Recorder()
-    context = discord.app_commands.TranslationContext(
+    context: discord.app_commands.TranslationContextTypes = discord.app_commands.TranslationContext(
         discord.app_commands.TranslationContextLocation.other, None
     )
     for text in ("Output file format", "Output format"):

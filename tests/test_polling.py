@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kontext.domain.generation import TaskStatus
+from kontext.domain.generation import TaskState, TaskStatus
 from kontext.domain.poll_schedule import PollSchedule, simulate
 
 #: Round numbers for the table: 1 s near the estimate, 8 s at most before it, 2 s without one, 4 s
@@ -20,7 +21,7 @@ DEFAULT = PollSchedule()
 def status(state: str = "running", progress: int | None = None, estimate: float | None = None) -> TaskStatus:
     return TaskStatus(
         task_id="t",
-        state=state,
+        state=TaskState(state),
         raw_status=state,
         progress=progress,
         estimated_time=estimate,
@@ -102,7 +103,7 @@ def test_scaled_multiplies_every_duration() -> None:
         {"patience": -1},
     ],
 )
-def test_invalid_parameters(kwargs: dict[str, float]) -> None:
+def test_invalid_parameters(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         PollSchedule(**kwargs)
 

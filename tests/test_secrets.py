@@ -107,16 +107,16 @@ def assert_no_secret(where: str, text: str) -> None:
 
 async def assert_nothing_leaked(
     world: World, records: list[logging.LogRecord], inters: list[FakeInteraction]
-):
+) -> None:
     assert records, "logs were captured"
     for record in records:
         assert_no_secret(f"log record {record.name}:{record.lineno}", record_text(record))
     assert_no_secret("what the bot sent to Discord", discord_bodies(world))
-    for r in world.discord.requests:
-        assert API_KEY not in json.dumps(r.headers), "the APIMart key is only ever sent to APIMart"
-    for r in world.apimart.requests:
-        assert TOKEN not in json.dumps(r.headers) + (r.body or b"").decode("latin-1")
-        auth = r.headers.get("Authorization")
+    for to_discord in world.discord.requests:
+        assert API_KEY not in json.dumps(to_discord.headers), "the APIMart key is only ever sent to APIMart"
+    for to_apimart in world.apimart.requests:
+        assert TOKEN not in json.dumps(to_apimart.headers) + (to_apimart.body or b"").decode("latin-1")
+        auth = to_apimart.headers.get("Authorization")
         assert auth is None or auth == f"Bearer {API_KEY}"
     for upload in world.apimart.uploads:
         assert_no_secret("an upload", (upload.data or b"").decode("latin-1"))

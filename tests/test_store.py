@@ -14,16 +14,17 @@ import pytest
 
 from kontext.adapters.storage import PostgresStore, SqliteStore, schema
 from kontext.domain import jobs as m
+from kontext.domain.guild_settings import GuildSettings
 from kontext.domain.policy import Allowed, Denied
 from kontext.services.ledger import LocalSessionGate, MemoryLedger
 from kontext.services.ports import Store, UsageLedger, UsageSnapshot
 from tests.servers import Postgres
 
-Opener = Callable[..., Awaitable[Any]]
+Opener = Callable[..., Awaitable[PostgresStore | SqliteStore]]
 
 
-def make_job(**overrides: object) -> m.JobRecord:
-    values: dict[str, object] = dict(
+def make_job(**overrides: Any) -> m.JobRecord:
+    values: dict[str, Any] = dict(
         id=m.new_job_id(),
         kind=m.JobKind.EDIT,
         prompt="make the hair blue 把头发变成蓝色",
@@ -37,31 +38,34 @@ def make_job(**overrides: object) -> m.JobRecord:
         guild_id=2**62 + 9,  # Discord ids need 64 bits
     )
     values.update(overrides)
-    return m.JobRecord(**values)  # type: ignore[arg-type]
+    return m.JobRecord(**values)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
     """Opens stores on ONE database, as different processes would (``owner``), closing them after."""
-    opened: list[Any] = []
+    opened: list[PostgresStore | SqliteStore] = []
+    open_store: Opener
     if request.param == "postgres":
         server: Postgres = request.getfixturevalue("postgres")
         url = await server.new_database()
 
-        async def open_store(owner: str = "p1", lease_s: float = 30.0) -> PostgresStore:
+        async def open_postgres(owner: str = "p1", lease_s: float = 30.0) -> PostgresStore:
             store = PostgresStore(url, owner=owner, lease_s=lease_s, pool_size=4, retry_s=5)
             await store.open()
             opened.append(store)
             return store
 
+        open_store = open_postgres
     else:
 
-        async def open_store(owner: str = "p1", lease_s: float = 30.0) -> SqliteStore:  # type: ignore[misc]
+        async def open_sqlite(owner: str = "p1", lease_s: float = 30.0) -> SqliteStore:
             store = SqliteStore(tmp_path / "k.sqlite3", owner=owner, lease_s=lease_s)
             await store.open()
             opened.append(store)
             return store
 
+        open_store = open_sqlite
     yield open_store
     for store in reversed(opened):
         await store.close()
@@ -191,13 +195,14 @@ async def test_admission_is_exact_under_concurrency(opener: Opener) -> None:
     def quota_of_5(usage: UsageSnapshot) -> Allowed | Denied:
         if usage.guild_jobs_today >= 5:
             return Denied("policy_guild_quota")
-        return Allowed("flux-kontext-pro", 2, None)  # type: ignore[arg-type]
+        return Allowed("flux-kontext-pro", 2, GuildSettings())
 
     results = await asyncio.gather(
         *(ledgers[i % 2].admit(77, 1000 + i, "2026-11-30", 1.0e9 + i, quota_of_5) for i in range(20))
     )
     admitted = [charge for decision, charge in results if isinstance(decision, Allowed)]
     assert len(admitted) == 5
+    assert admitted[0] is not None, "an admitted request is charged"
     await ledgers[1].refund(admitted[0])  # a refund frees one place
     decision, _ = await ledgers[0].admit(77, 5, "2026-11-30", 2.0e9, quota_of_5)
     assert isinstance(decision, Allowed)
@@ -275,7 +280,8 @@ async def test_postgres_survives_a_restart(postgres: Postgres, postgres_url: str
     await store.insert_job(job)
     await asyncio.to_thread(postgres.restart)
     assert await store.transition(job, [m.JobState.RECEIVED], m.JobState.HOSTED)
-    assert (await store.get_job(job.id)).state is m.JobState.HOSTED  # type: ignore[union-attr]
+    stored = await store.get_job(job.id)
+    assert stored is not None and stored.state is m.JobState.HOSTED
     await store.close()
 
 
@@ -312,5 +318,7 @@ async def test_tokens_of_finished_jobs_are_forgotten(opener: Opener) -> None:
         await store.insert_job(job)
     await store.transition(done, m.ACTIVE_STATES, m.JobState.FAILED)
     assert await store.forget_tokens() == 1
-    assert (await store.get_job(done.id)).interaction_token is None  # type: ignore[union-attr]
-    assert (await store.get_job(running.id)).interaction_token == "secret-2", "a running job still needs it"  # type: ignore[union-attr]
+    finished, still_running = await store.get_job(done.id), await store.get_job(running.id)
+    assert finished is not None and finished.interaction_token is None
+    assert still_running is not None
+    assert still_running.interaction_token == "secret-2", "a running job still needs it"
