@@ -256,8 +256,11 @@ async def scenario_idle(cfg: Config, inputs: list[tuple[bytes, str]], rng: rando
         idle_rate = await session.idle_cpu_rate(0.5 if cfg.smoke else 3.0)
         session.mark_machine()
         batches = []
+
+        def script(n: int) -> None:
+            session.fakes.script_tasks(n, cfg.shape, rng)
+
         for _ in range(cfg.idle_jobs):
-            script = lambda n: session.fakes.script_tasks(n, cfg.shape, rng)  # noqa: E731
             batches.append(await session.run(1, 0.0, script, limit_s=cfg.shape.hi + 60))
         batch = merge(batches)
         figures = job_figures(batch)
@@ -306,7 +309,10 @@ async def scenario_burst(
         reset_peak(session.pid)
         session.mark_machine()
         limit = math.ceil(count / concurrency) * (cfg.shape.hi + 20) + 120
-        script = lambda n: session.fakes.script_tasks(n, cfg.shape, rng)  # noqa: E731
+
+        def script(n: int) -> None:
+            session.fakes.script_tasks(n, cfg.shape, rng)
+
         batches: list[Batch] = []
         for i in range(repeats):
             batches.append(await session.run(count, cfg.burst_window, script, limit_s=limit))

@@ -28,6 +28,13 @@ def make_png(width: int = 64, height: int = 48, color: tuple[int, int, int] = (2
     return buf.getvalue()
 
 
+def bot_of(interaction: discord.Interaction) -> KontextTestBot:
+    """The test bot an interaction reached (discord.py types ``interaction.client`` as any Client)."""
+    bot = interaction.client
+    assert isinstance(bot, KontextTestBot)
+    return bot
+
+
 def invert_png(data: bytes) -> bytes:
     with Image.open(io.BytesIO(data)) as im:
         out = ImageOps.invert(im.convert("RGB"))
@@ -53,7 +60,7 @@ class RerollButton(ui.DynamicItem[ui.Button[Any]], template=r"reroll:(?P<job>\d+
         return cls(int(match["job"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
-        bot: KontextTestBot = interaction.client  # type: ignore[assignment]
+        bot = bot_of(interaction)
         bot.clicks.append(("reroll", self.job))
         await interaction.response.send_modal(PromptModal())
 
@@ -65,7 +72,7 @@ class PromptModal(ui.Modal, title="Edit again"):
         super().__init__(custom_id="kontext:prompt")
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        bot: KontextTestBot = interaction.client  # type: ignore[assignment]
+        bot = bot_of(interaction)
         bot.modal_values.append(self.prompt.value)
         await interaction.response.send_message(f"New prompt: {self.prompt.value}", ephemeral=True)
 
@@ -77,7 +84,7 @@ class LabelPromptModal(ui.Modal, title="Edit image"):
         super().__init__(custom_id="kontext:ctx")
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        bot: KontextTestBot = interaction.client  # type: ignore[assignment]
+        bot = bot_of(interaction)
         text_input = self.prompt.component
         assert isinstance(text_input, ui.TextInput)
         bot.modal_values.append(text_input.value)
@@ -93,7 +100,7 @@ class ResultView(ui.View):
 
     @ui.button(label="Delete", custom_id="kontext:delete", style=discord.ButtonStyle.danger)
     async def delete(self, interaction: discord.Interaction, button: ui.Button[Any]) -> None:
-        bot: KontextTestBot = interaction.client  # type: ignore[assignment]
+        bot = bot_of(interaction)
         bot.clicks.append(("delete", 0))
         await interaction.response.edit_message(content="Deleted.", embed=None, attachments=[], view=None)
         self.stop()
@@ -107,7 +114,7 @@ async def edit_command(
     prompt: str,
     strength: app_commands.Range[int, 1, 10] = 5,
 ) -> None:
-    bot: KontextTestBot = interaction.client  # type: ignore[assignment]
+    bot = bot_of(interaction)
     bot.interactions.append(interaction)
     bot.received_attachments.append(image)
     await interaction.response.defer(thinking=True)
@@ -130,7 +137,7 @@ async def edit_command(
 
 @app_commands.command(name="ping", description="Deferred pong")
 async def ping_command(interaction: discord.Interaction) -> None:
-    bot: KontextTestBot = interaction.client  # type: ignore[assignment]
+    bot = bot_of(interaction)
     bot.interactions.append(interaction)
     await bot.gate.wait()
     try:
@@ -148,7 +155,7 @@ blocklist_group = app_commands.Group(name="blocklist", description="Prompt block
 async def blocklist_add(
     interaction: discord.Interaction, word: str, role: discord.Role | None = None
 ) -> None:
-    bot: KontextTestBot = interaction.client  # type: ignore[assignment]
+    bot = bot_of(interaction)
     bot.interactions.append(interaction)
     suffix = f" for {role.name}" if role else ""
     await interaction.response.send_message(f"Blocked {word!r}{suffix}", ephemeral=True)
@@ -171,7 +178,7 @@ class ModelSelect(ui.View):
 async def imagine_command(
     interaction: discord.Interaction, prompt: str, model: str = "flux-kontext-pro"
 ) -> None:
-    bot: KontextTestBot = interaction.client  # type: ignore[assignment]
+    bot = bot_of(interaction)
     await interaction.response.send_message(f"Choose a model for {prompt!r}", view=ModelSelect(bot))
 
 
@@ -185,7 +192,7 @@ async def model_autocomplete(
 
 @app_commands.context_menu(name="Edit image")
 async def edit_image_menu(interaction: discord.Interaction, message: discord.Message) -> None:
-    bot: KontextTestBot = interaction.client  # type: ignore[assignment]
+    bot = bot_of(interaction)
     bot.interactions.append(interaction)
     bot.received_attachments.extend(message.attachments)
     await interaction.response.send_modal(LabelPromptModal())

@@ -10,7 +10,14 @@ import pytest
 
 from kontext.adapters.storage import PostgresStore
 from kontext.config import Settings, load_settings
-from kontext.domain.errors import ApiBalanceError, ApiSubmitUncertain, BusyError, ImageTooSlow, ShuttingDown
+from kontext.domain.errors import (
+    ApiBalanceError,
+    ApiSubmitUncertain,
+    BusyError,
+    ImageTooSlow,
+    KontextError,
+    ShuttingDown,
+)
 from kontext.domain.events import Downloading, Editing, Queued, Uploading
 from kontext.domain.images import ImageLimits
 from kontext.domain.jobs import JobKind, JobRecord, JobState
@@ -238,8 +245,8 @@ async def test_final_jobs_are_not_resumed(rig: Rig) -> None:
         (ApiSubmitUncertain("timeout after sending"), "api_submit_uncertain"),
     ],
 )
-async def test_submit_errors_fail_the_job_without_a_retry(rig: Rig, error: Exception, code: str) -> None:
-    rig.provider.submit_error = error  # type: ignore[assignment]
+async def test_submit_errors_fail_the_job_without_a_retry(rig: Rig, error: KontextError, code: str) -> None:
+    rig.provider.submit_error = error
     runner = rig.build()
     record = job()
     await runner.start_job(record)
