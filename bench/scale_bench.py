@@ -56,7 +56,8 @@ from tests.servers import Postgres, S3Server, postgres_server, s3_server
 
 TASK = TaskShape(1.0, 1.0)  #: every task takes 1 s and says so
 SHARDS = 2
-SCENARIOS = {"one": [(0, 1)], "two": [(0,), (1,)]}  #: the shards each process runs
+#: the shards each process runs
+SCENARIOS: dict[str, list[tuple[int, ...]]] = {"one": [(0, 1)], "two": [(0,), (1,)]}
 
 
 class Cluster:

@@ -77,6 +77,7 @@ async def test_clean_files_are_passed_on_undecoded_in_a_server_without_a_moderat
     assert upload.data == source, "the input went to the API exactly as the user sent it"
     [attachment] = result.attachments
     [submission] = world.apimart.submissions
+    assert submission.task_id is not None
     assert attachment.data == world.apimart.result_bytes(submission.task_id), "posted as it came"
     output = decode(attachment.data)
     assert output.size == (320, 240) and mean_abs_diff(output, inverted(decode(source))) < 6
