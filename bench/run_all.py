@@ -3,9 +3,10 @@
     python bench/run_all.py [--smoke] [--json FILE] [names...]
 
 Each benchmark runs as a subprocess with this interpreter, from the repository root, with
-``--json <temporary file>`` (and ``--smoke``, the quick run CI does: well under a minute in all).
-Their figures are merged under the benchmark's name (``poll.``, ``image.``, ``job.``) into one JSON
-document with stable keys (bench/README.md lists them)::
+``--json <temporary file>`` (and ``--smoke``, the quick run CI does: about two minutes in all).
+Their figures are merged under the benchmark's name (``poll.``, ``image.``, ``job.``, ``floor.``,
+``admit.``, ``scale.``; nested figures as dotted keys) into one JSON document with stable keys
+(bench/README.md lists them)::
 
     {"schema": 1, "meta": {...}, "figures": {"job.burst.defer_ms_p99": 41.2, ...},
      "targets": {"job.burst.defer_ms_p99": {"label": ..., "op": "<", "value": 100, "met": true}, ...}}
@@ -37,6 +38,7 @@ BENCHES = {
     "poll": "bench/poll_bench.py",
     "image": "bench/image_bench.py",
     "job": "bench/job_bench.py",
+    "floor": "bench/defer_floor.py",
     "admit": "bench/admit_bench.py",
     "scale": "bench/scale_bench.py",
 }
@@ -188,6 +190,9 @@ def print_targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
             size = figures.get(target.size_key)
             if size is not None and size != target.size:
                 note = f"  (measured with {size} jobs, not {target.size})"
+        floor = figures.get(target.key.replace("job.burst.", "floor.", 1))
+        if target.key.startswith("job.burst.defer_ms") and floor is not None:
+            note += f"  (floor, a bot that only defers: {fmt(floor)} ms)"
         if target.key == "image.jpeg.sandbox_ms_median":
             mp = figures.get("image.jpeg.megapixels")
             if mp is not None and round(mp) != 12:

@@ -174,7 +174,7 @@ class App:
         self.runner.on_finished = self.modlog.finished
         self.runner.wants_thumbnails = self.modlog.wants_thumbnails
         self.intake = Intake(s, self.runner, self.moderation, on_denied=self.modlog.denied)
-        self.interactions = InteractionIntake(self.intake)
+        self.interactions = InteractionIntake(self.intake, self.runner.foreground)
         await self._start_web(host if isinstance(host, LocalHost) else None)
         self._housekeeping.spawn(
             every(DAY_S, self._prune, logger=log, what="retention pruning"), name="retention"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,7 +35,7 @@ from tests.fakes.memory import (
     ScriptedProvider,
 )
 from tests.harness import API_KEY, TOKEN
-from tests.waiting import eventually
+from tests.waiting import eventually, settle, until
 
 INSTANT = PollSchedule().scaled(0.001)
 
@@ -162,6 +163,40 @@ async def test_thumbnails_are_asked_for_only_when_someone_will_use_them(
     assert rig.images.thumbnails_asked == [asked, asked], "for the input and for the result"
     if hook:
         assert finished == ([(b"in-thumb:image-by", b"out-thumb:image-by")] if asked else [(None, None)])
+
+
+async def test_only_max_concurrent_deliveries_results_are_held_at_once(rig: Rig) -> None:
+    """Ten jobs finish together; with MAX_CONCURRENT_DELIVERIES=3 at most three results are being
+    downloaded or posted at any moment, and all ten are delivered."""
+    release = asyncio.Event()
+    holding: list[str] = []
+    most = 0
+
+    class SlowResults(MemoryDownloader):
+        async def fetch(
+            self, url: str, *, max_bytes: int, accept_types: tuple[str, ...] | None = None
+        ) -> bytes:
+            nonlocal most
+            if not url.startswith("https://results.example/"):
+                return await super().fetch(url, max_bytes=max_bytes, accept_types=accept_types)
+            holding.append(url)
+            most = max(most, len(holding))
+            await release.wait()
+            holding.remove(url)
+            return self.body
+
+    rig.downloader = SlowResults()
+    runner = rig.build(MAX_CONCURRENT_JOBS="10", MAX_JOBS_PER_USER="10", MAX_CONCURRENT_DELIVERIES="3")
+    records = [job() for _ in range(10)]
+    for record in records:
+        await runner.start_job(record)
+    await until(lambda: len(holding) == 3 and len(rig.provider.submits) == 10)
+    await settle()
+    assert len(holding) == 3, "the other seven wait for a delivery slot"
+    release.set()
+    await runner.wait_idle()
+    assert most == 3
+    assert all(len(rig.reporters[r.id].delivered) == 1 for r in records)
 
 
 async def test_an_input_refused_by_the_image_sandbox_fails_privately_before_any_cost(rig: Rig) -> None:

@@ -375,6 +375,14 @@ class Settings:
         group=LIMITS,
         help="Jobs running at once, bot-wide.",
     )
+    max_concurrent_deliveries: int = setting(
+        "MAX_CONCURRENT_DELIVERIES",
+        Int(1, 1000),
+        default=16,
+        group=LIMITS,
+        help="Results downloaded and posted at once; each is in memory meanwhile (bounds memory when "
+        "many jobs finish together).",
+    )
     max_jobs_per_user: int = setting(
         "MAX_JOBS_PER_USER",
         Int(1, 100),

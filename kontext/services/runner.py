@@ -52,6 +52,7 @@ from kontext.domain.generation import GenerationRequest, TaskState, TaskStatus
 from kontext.domain.images import FittedResult, ImageLimits
 from kontext.domain.jobs import ACTIVE_STATES, JobKind, JobRecord, JobState
 from kontext.domain.poll_schedule import PollSchedule
+from kontext.services.foreground import Foreground
 from kontext.services.polling import wait_for_task
 from kontext.services.ports import (
     Downloader,
@@ -125,6 +126,7 @@ class JobRunner:
         schedule: PollSchedule | None = None,
         on_finished: FinishedHook | None = None,
         wants_thumbnails: ThumbnailsWanted | None = None,
+        foreground: Foreground | None = None,
     ) -> None:
         self.settings = settings
         self.ports = ports
@@ -133,7 +135,10 @@ class JobRunner:
         self.on_finished = on_finished
         #: None: thumbnails are made whenever there is a finished-hook.
         self.wants_thumbnails = wants_thumbnails
+        #: Job steps give way to interactions being acknowledged (the intake marks them).
+        self.foreground = foreground or Foreground()
         self.scheduler = FairScheduler(settings.max_concurrent_jobs, settings.max_jobs_per_user)
+        self._deliveries = asyncio.Semaphore(settings.max_concurrent_deliveries)
         self.accepting = True
         self.limits = ImageLimits(
             max_bytes=settings.max_input_bytes,
@@ -302,6 +307,7 @@ class JobRunner:
         job = run.job
 
         async def on_position(position: int) -> None:
+            await self.foreground.yield_to_acknowledgements()
             await run.line.show(Waiting(position))
 
         report_every = max(1.0, self.settings.status_update_interval_s)
@@ -323,14 +329,16 @@ class JobRunner:
 
     async def _pipeline(self, run: _Run) -> None:
         job = run.job
-        if job.state is JobState.RECEIVED:
-            await self._host_input(run)
-        if job.state is JobState.HOSTED:
-            await self._submit(run)
-        if job.state is JobState.SUBMITTED:
-            await self._poll(run)
-        if job.state is JobState.DELIVERING:
-            await self._deliver(run)
+        steps = (
+            (JobState.RECEIVED, self._host_input),
+            (JobState.HOSTED, self._submit),
+            (JobState.SUBMITTED, self._poll),
+            (JobState.DELIVERING, self._deliver),
+        )
+        for state, step in steps:
+            if job.state is state:
+                await self.foreground.yield_to_acknowledgements()
+                await step(run)
 
     async def _host_input(self, run: _Run) -> None:
         job, host = run.job, self.ports.host
@@ -462,20 +470,11 @@ class JobRunner:
 
     async def _deliver(self, run: _Run) -> None:
         job = run.job
-        assert job.result_url is not None
-        await run.line.show(Downloading(int(job.elapsed())), force=True)
-        try:
-            data = await self.ports.downloader.fetch(
-                job.result_url, max_bytes=self.settings.max_result_bytes, accept_types=("image/",)
-            )
-        except FetchTooLarge as exc:
-            raise ResultError(f"result over cap: {exc}", reason="too large") from exc
-        except FetchError as exc:
-            raise ResultError(f"result download failed: {exc}", reason="download failed") from exc
-        try:
-            fitted, delivered = await self._fit_and_post(run, data, await run.reporter.delivery_limit())
-        except RouteTooSmall as smaller:  # it must go as a channel post, whose limit is lower
-            fitted, delivered = await self._fit_and_post(run, data, smaller.limit)
+        # a result is in memory from its download until it is posted: when many jobs finish together,
+        # only MAX_CONCURRENT_DELIVERIES of them hold one at a time (the others wait their turn)
+        async with self._deliveries:
+            await run.line.show(Downloading(int(job.elapsed())), force=True)
+            fitted, delivered = await self._download_and_post(run)
         await self._move(
             job,
             JobState.DELIVERING,
@@ -491,6 +490,21 @@ class JobRunner:
         self.metrics.inc("jobs_done_total")
         log.info("delivered via %s after %.1f s", delivered.kind, job.elapsed())
         await self._cleanup(job, fitted.thumbnail or None)
+
+    async def _download_and_post(self, run: _Run) -> tuple[FittedResult, Delivered]:
+        assert run.job.result_url is not None
+        try:
+            data = await self.ports.downloader.fetch(
+                run.job.result_url, max_bytes=self.settings.max_result_bytes, accept_types=("image/",)
+            )
+        except FetchTooLarge as exc:
+            raise ResultError(f"result over cap: {exc}", reason="too large") from exc
+        except FetchError as exc:
+            raise ResultError(f"result download failed: {exc}", reason="download failed") from exc
+        try:
+            return await self._fit_and_post(run, data, await run.reporter.delivery_limit())
+        except RouteTooSmall as smaller:  # it must go as a channel post, whose limit is lower
+            return await self._fit_and_post(run, data, smaller.limit)
 
     async def _fit_and_post(self, run: _Run, data: bytes, limit: int) -> tuple[FittedResult, Delivered]:
         """Check the result, fit it to ``limit`` (the upload limit of the way it goes), post it."""

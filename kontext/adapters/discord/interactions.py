@@ -19,7 +19,9 @@ import discord
 from kontext.domain.errors import KontextError
 from kontext.domain.jobs import JobKind, JobRecord
 from kontext.i18n import error_text, t
+from kontext.services.foreground import Foreground
 from kontext.services.intake import (
+    Accepted,
     AttachmentInfo,
     EditOptions,
     EditRequest,
@@ -128,11 +130,37 @@ async def report_unexpected(interaction: discord.Interaction[Any], error: BaseEx
 class InteractionIntake:
     """Runs a request through the intake and answers Discord (see the module docstring)."""
 
-    def __init__(self, intake: Intake) -> None:
+    def __init__(self, intake: Intake, foreground: Foreground | None = None) -> None:
         self.intake = intake
+        #: Marks each acknowledgement in progress, so job steps give way to it.
+        self.foreground = foreground or Foreground()
 
     async def refuse(self, interaction: discord.Interaction[Any], text: str) -> None:
         await reply_privately(interaction, text)
+
+    async def _acknowledge(
+        self, interaction: discord.Interaction[Any], request: EditRequest
+    ) -> tuple[Accepted, int] | None:
+        """Accept and defer (the status message's id), or answer a refusal privately (None)."""
+        decision = await self.intake.accept(request)
+        if isinstance(decision, Refused):
+            await reply_privately(interaction, t(decision.code, request.locale, **decision.params))
+            return None
+        try:
+            deferred = await interaction.response.defer(thinking=True)
+            # Discord names the "thinking…" message in its answer; asking for it again costs a request
+            status_id = deferred.message_id if deferred else None
+            if status_id is None:
+                status_id = (await interaction.original_response()).id
+        except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
+            # Nothing was accepted: the user sees Discord's own "did not respond" notice.
+            await self.intake.abandon(decision)
+            log.warning("could not acknowledge /%s from user %s: %r", request.kind, request.user_id, exc)
+            return None
+        except BaseException:
+            await self.intake.abandon(decision)
+            raise
+        return decision, status_id
 
     async def submit(
         self,
@@ -157,24 +185,11 @@ class InteractionIntake:
             input_ref=input_ref,
             parent_job_id=parent_job_id,
         )
-        decision = await self.intake.accept(request)
-        if isinstance(decision, Refused):
-            await reply_privately(interaction, t(decision.code, request.locale, **decision.params))
+        with self.foreground.acknowledging():
+            acknowledged = await self._acknowledge(interaction, request)
+        if acknowledged is None:
             return None
-        try:
-            deferred = await interaction.response.defer(thinking=True)
-            # Discord names the "thinking…" message in its answer; asking for it again costs a request
-            status_id = deferred.message_id if deferred else None
-            if status_id is None:
-                status_id = (await interaction.original_response()).id
-        except (discord.HTTPException, aiohttp.ClientError, TimeoutError) as exc:
-            # Nothing was accepted: the user sees Discord's own "did not respond" notice.
-            await self.intake.abandon(decision)
-            log.warning("could not acknowledge /%s from user %s: %r", kind, request.user_id, exc)
-            return None
-        except BaseException:
-            await self.intake.abandon(decision)
-            raise
+        decision, status_id = acknowledged
         handle = InteractionHandle(
             application_id=interaction.application_id,
             interaction_id=interaction.id,

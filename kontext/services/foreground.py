@@ -1,0 +1,57 @@
+"""Acknowledgements first: job work waits while interactions are being acknowledged.
+
+Discord gives an interaction 3 s to be acknowledged; a job's next step can wait a moment. asyncio
+runs ready callbacks first come, first served, so during a burst (hundreds of ``/edit``s within a
+second) the steps of jobs already running (downloads, uploads, status edits) would queue in front
+of the next acknowledgements and push them towards the deadline. The intake marks each
+acknowledgement while it is in progress (:meth:`Foreground.acknowledging`); the runner calls
+:meth:`Foreground.yield_to_acknowledgements` before each step of a job and waits while any is in
+progress, for at most ``max_wait`` seconds per step: a sustained stream of interactions slows jobs
+down, never stops them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+__all__ = ["Foreground"]
+
+
+class Foreground:
+    """Counts acknowledgements in progress; job steps wait until there are none."""
+
+    def __init__(self, max_wait: float = 0.5) -> None:
+        self.max_wait = max_wait
+        self._busy = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+        #: How many job steps waited (for tests and metrics).
+        self.yielded = 0
+
+    @property
+    def busy(self) -> int:
+        """Acknowledgements in progress."""
+        return self._busy
+
+    @contextlib.contextmanager
+    def acknowledging(self) -> Iterator[None]:
+        """Mark one interaction as being acknowledged for the duration of the block."""
+        self._busy += 1
+        self._quiet.clear()
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if self._busy == 0:
+                self._quiet.set()
+
+    async def yield_to_acknowledgements(self) -> None:
+        """Return once no acknowledgement is in progress, or after ``max_wait`` seconds."""
+        if self._busy == 0:
+            return
+        self.yielded += 1
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.max_wait):
+                await self._quiet.wait()
