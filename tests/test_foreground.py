@@ -16,7 +16,7 @@ async def test_nothing_waits_when_no_acknowledgement_is_in_progress() -> None:
 
 
 async def test_a_step_waits_until_every_acknowledgement_in_progress_is_done() -> None:
-    foreground = Foreground(max_wait=60)
+    foreground = Foreground(max_wait=60, quiet=0)
     with foreground.acknowledging():
         step = asyncio.create_task(foreground.yield_to_acknowledgements())
         with foreground.acknowledging():
@@ -57,3 +57,15 @@ async def test_a_job_starts_its_first_step_only_after_the_acknowledgements() -> 
         assert rig.images.owners == [] and rig.provider.submits == [], "no job step ran yet"
     await runner.wait_idle()
     assert rig.state(record) == "done" and runner.foreground.yielded >= 1
+
+
+async def test_a_step_also_waits_out_the_quiet_period_after_the_last_acknowledgement() -> None:
+    foreground = Foreground(max_wait=60, quiet=0.2)
+    loop = asyncio.get_running_loop()
+    with foreground.acknowledging():
+        pass
+    ended = loop.time()
+    await foreground.yield_to_acknowledgements()
+    assert loop.time() - ended >= 0.2 and foreground.yielded == 1
+    await foreground.yield_to_acknowledgements()
+    assert foreground.yielded == 1, "the quiet period is over: no second wait"

@@ -85,3 +85,52 @@ async def test_front_jumps_the_line() -> None:
     hold.set()
     await asyncio.gather(*tasks)
     assert order == ["first", "resumed", "new"]
+
+
+async def test_a_job_whose_turn_comes_soon_never_reports_a_position() -> None:
+    sched = FairScheduler(max_running=1, max_per_user=1)
+    reports: list[int] = []
+
+    async def report(position: int) -> None:
+        reports.append(position)
+
+    gate = asyncio.Event()
+
+    async def first() -> None:
+        async with sched.slot("first", 1):
+            await gate.wait()
+
+    async def second() -> None:
+        async with sched.slot("second", 2, on_position=report, first_report_after=60):
+            pass
+
+    running = asyncio.create_task(first())
+    await settle()
+    waiting = asyncio.create_task(second())
+    await settle()
+    assert sched.position("second") == 1 and reports == [], "the first report waits"
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(running, waiting), 5)
+    assert reports == [], "its turn came before the first report was due"
+
+
+async def test_positions_follow_every_change_of_the_line() -> None:
+    sched = FairScheduler(max_running=1, max_per_user=1)
+    gate = asyncio.Event()
+
+    async def hold(job_id: str, user: int, front: bool = False) -> None:
+        async with sched.slot(job_id, user, front=front):
+            await gate.wait()
+
+    tasks = [asyncio.create_task(hold(f"j{i}", i)) for i in range(5)]
+    await settle()
+    assert [sched.position(f"j{i}") for i in range(5)] == [None, 1, 2, 3, 4]
+    tasks[2].cancel()
+    await settle()
+    assert [sched.position(f"j{i}") for i in (1, 3, 4)] == [1, 2, 3] and sched.position("j2") is None
+    tasks.append(asyncio.create_task(hold("resumed", 9, front=True)))
+    await settle()
+    assert sched.position("resumed") == 1 and sched.position("j4") == 4
+    gate.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert sched.waiting_count == 0 and sched.running_total == 0

@@ -7,7 +7,9 @@ line may grow is the runner's decision (:meth:`kontext.services.runner.JobRunner
 
 A waiting job is woken when its turn comes, and otherwise only every ``report_every`` seconds to
 report its position if it changed: a start never wakes the whole line (that made the work, and the
-status edits, grow with the square of the line's length).
+status edits, grow with the square of the line's length). With ``first_report_after`` the first
+report waits that long: a job whose turn comes sooner never reports a place in line at all (in a
+burst, most of them). Positions come from an index rebuilt only after the line changed.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class FairScheduler:
         self.max_running = max_running
         self.max_per_user = max_per_user
         self._waiting: list[_Waiter] = []
+        #: job id -> index in ``_waiting``; None after the line changed (rebuilt on demand)
+        self._index: dict[str, int] | None = None
         self._running: dict[int, int] = {}
         self.running_total = 0
         self.peak_running = 0
@@ -48,10 +52,10 @@ class FairScheduler:
 
     def position(self, job_id: str) -> int | None:
         """1-based place in the waiting line, or None when not waiting."""
-        for index, waiter in enumerate(self._waiting):
-            if waiter.job_id == job_id:
-                return index + 1
-        return None
+        if self._index is None:
+            self._index = {waiter.job_id: index for index, waiter in enumerate(self._waiting)}
+        index = self._index.get(job_id)
+        return None if index is None else index + 1
 
     def _can_run(self, user_id: int) -> bool:
         return self.running_total < self.max_running and self._running.get(user_id, 0) < self.max_per_user
@@ -72,11 +76,14 @@ class FairScheduler:
         self._dispatch()
 
     def _dispatch(self) -> None:
+        if self.running_total >= self.max_running or not self._waiting:
+            return  # nothing can start: do not walk (or copy) the line
         for waiter in list(self._waiting):
             if self.running_total >= self.max_running:
                 break
             if not waiter.granted.done() and self._can_run(waiter.user_id):
                 self._waiting.remove(waiter)
+                self._index = None
                 self._start(waiter.user_id)
                 waiter.granted.set_result(None)
 
@@ -89,6 +96,7 @@ class FairScheduler:
         on_position: PositionCallback | None = None,
         front: bool = False,
         report_every: float = 1.0,
+        first_report_after: float = 0.0,
     ) -> AsyncIterator[None]:
         """Hold a running slot for the block; wait (reporting positions) while the caps are full."""
         if not self._waiting and self._can_run(user_id):
@@ -99,9 +107,10 @@ class FairScheduler:
                 self._waiting.insert(0, waiter)
             else:
                 self._waiting.append(waiter)
+            self._index = None
             self._dispatch()
             try:
-                await self._wait_turn(waiter, on_position, report_every)
+                await self._wait_turn(waiter, on_position, report_every, first_report_after)
             except BaseException:
                 self._abandon(waiter)
                 raise
@@ -111,9 +120,15 @@ class FairScheduler:
             self._release(user_id)
 
     async def _wait_turn(
-        self, waiter: _Waiter, on_position: PositionCallback | None, report_every: float
+        self,
+        waiter: _Waiter,
+        on_position: PositionCallback | None,
+        report_every: float,
+        first_report_after: float,
     ) -> None:
         reported: int | None = None
+        if first_report_after > 0 and not waiter.granted.done():
+            await asyncio.wait([waiter.granted], timeout=first_report_after)
         while not waiter.granted.done():
             position = self.position(waiter.job_id)
             if on_position is not None and position is not None and position != reported:
@@ -130,3 +145,4 @@ class FairScheduler:
         waiter.granted.cancel()
         if waiter in self._waiting:
             self._waiting.remove(waiter)
+            self._index = None

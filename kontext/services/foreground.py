@@ -6,14 +6,17 @@ second) the steps of jobs already running (downloads, uploads, status edits) wou
 of the next acknowledgements and push them towards the deadline. The intake marks each
 acknowledgement while it is in progress (:meth:`Foreground.acknowledging`); the runner calls
 :meth:`Foreground.yield_to_acknowledgements` before each step of a job and waits while any is in
-progress, for at most ``max_wait`` seconds per step: a sustained stream of interactions slows jobs
-down, never stops them.
+progress and until none has been for ``quiet`` seconds (interactions of a burst arrive a few
+milliseconds apart: without the quiet period, job steps would slip into every gap between two),
+for at most ``max_wait`` seconds per step: a sustained stream of interactions slows jobs down,
+never stops them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Iterator
 
 __all__ = ["Foreground"]
@@ -22,8 +25,10 @@ __all__ = ["Foreground"]
 class Foreground:
     """Counts acknowledgements in progress; job steps wait until there are none."""
 
-    def __init__(self, max_wait: float = 0.5) -> None:
+    def __init__(self, max_wait: float = 0.5, quiet: float = 0.05) -> None:
         self.max_wait = max_wait
+        self.quiet = quiet
+        self._last = -math.inf  #: loop time the last acknowledgement ended
         self._busy = 0
         self._quiet = asyncio.Event()
         self._quiet.set()
@@ -44,14 +49,26 @@ class Foreground:
             yield
         finally:
             self._busy -= 1
+            self._last = asyncio.get_running_loop().time()
             if self._busy == 0:
                 self._quiet.set()
 
+    def _calm_in(self) -> float:
+        """Seconds until the quiet period is over (0: it is; inf: an acknowledgement is in progress)."""
+        if self._busy:
+            return math.inf
+        return max(0.0, self._last + self.quiet - asyncio.get_running_loop().time())
+
     async def yield_to_acknowledgements(self) -> None:
-        """Return once no acknowledgement is in progress, or after ``max_wait`` seconds."""
-        if self._busy == 0:
+        """Return once no acknowledgement has been in progress for ``quiet`` seconds, or after
+        ``max_wait`` seconds."""
+        if self._calm_in() == 0:
             return
         self.yielded += 1
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.max_wait):
-                await self._quiet.wait()
+                while (wait := self._calm_in()) > 0:
+                    if math.isinf(wait):
+                        await self._quiet.wait()
+                    else:
+                        await asyncio.sleep(wait)  # the rest of the quiet period

@@ -312,7 +312,14 @@ class JobRunner:
 
         report_every = max(1.0, self.settings.status_update_interval_s)
         slot = self.scheduler.slot(
-            job.id, job.user_id, on_position=on_position, front=resumed, report_every=report_every
+            job.id,
+            job.user_id,
+            on_position=on_position,
+            front=resumed,
+            report_every=report_every,
+            # "thinking…" is on screen already: a place in line is worth an edit only to a job that
+            # is still waiting after a moment (in a burst, most jobs start sooner)
+            first_report_after=report_every,
         )
         async with slot:
             # the poll phase enforces the deadline itself (and says why it gave up);
