@@ -14,8 +14,11 @@ from discord.ext import commands
 from kontext.adapters.discord.interactions import is_admin, locale_of
 from kontext.adapters.discord.modlog import LogProblem
 from kontext.adapters.discord.settings_view import ServerState, blocklist_reply, settings_view
+from kontext.adapters.discord.usage_view import report_view
+from kontext.domain.costs import MAX_AMOUNT, to_micros
 from kontext.domain.generation import MODELS
 from kontext.domain.guild_settings import GuildSettings, SettingsError
+from kontext.domain.usage import MAX_REPORT_DAYS
 from kontext.i18n import error_text, t
 
 if TYPE_CHECKING:
@@ -85,6 +88,7 @@ class SettingsCog(
         assert interaction.guild_id is not None
         locale = locale_of(interaction)
         total, top = await self.moderation.usage_today(interaction.guild_id)
+        mine = await self.moderation.personal(interaction.guild_id, interaction.user.id)
         state = ServerState(
             settings=s,
             usage_total=total,
@@ -93,6 +97,8 @@ class SettingsCog(
             bot_default_model=self.bot.settings.default_model,
             bot_default_safety=self.bot.settings.default_safety,
             log_problem=self._log_problem(interaction, s),
+            prices=self.bot.settings.prices,
+            month_spent=mine.usage.guild_month_spent,
         )
         embed, lists = settings_view(state, locale, title=title)
         await interaction.response.send_message(
@@ -227,6 +233,45 @@ class SettingsCog(
             k: v for k, v in (("user_daily_quota", user), ("guild_daily_quota", server)) if v is not None
         }
         await self._change(interaction, **changes)
+
+    @app_commands.command(
+        name="budget", description="Spending caps: per month for the server, per day for each member"
+    )
+    @app_commands.describe(
+        monthly="Most this server may spend per calendar month (UTC), in the bot's currency; 0 = no cap",
+        user_daily="Most one member may spend per day (UTC), in the bot's currency; 0 = no cap",
+    )
+    @app_commands.rename(user_daily="user-daily")
+    async def budget(
+        self,
+        interaction: discord.Interaction[Any],
+        monthly: app_commands.Range[float, 0, MAX_AMOUNT] | None = None,
+        user_daily: app_commands.Range[float, 0, MAX_AMOUNT] | None = None,
+    ) -> None:
+        changes = {
+            name: to_micros(value)
+            for name, value in (("monthly_budget", monthly), ("user_daily_budget", user_daily))
+            if value is not None
+        }
+        await self._change(interaction, **changes)
+
+    @app_commands.command(name="usage", description="Jobs and spending of the last days, as a chart")
+    @app_commands.describe(days="How many days to show, today included (1-90, default 30)")
+    async def usage(
+        self, interaction: discord.Interaction[Any], days: app_commands.Range[int, 1, MAX_REPORT_DAYS] = 30
+    ) -> None:
+        assert interaction.guild_id is not None
+        locale = locale_of(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        report = await self.bot.backend.usage.report(interaction.guild_id, days)
+        chart = await self.bot.backend.usage_chart(report, locale)
+        embed, files = report_view(report, locale, chart=chart)
+        log.info(
+            "user %s read %d day(s) of usage in guild %s", interaction.user.id, days, interaction.guild_id
+        )
+        await interaction.followup.send(
+            embed=embed, files=files, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+        )
 
     @app_commands.command(
         name="log-channel", description="Channel for the moderation log (omit to turn it off)"

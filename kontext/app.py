@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from kontext.adapters.apimart.client import ApimartClient
+from kontext.adapters.charts import ChartError, ChartRenderer, UsageChart
 from kontext.adapters.discord.client import KontextBot, point_discord_at
 from kontext.adapters.discord.interactions import InteractionIntake
 from kontext.adapters.discord.modlog import ModLog
@@ -36,13 +37,18 @@ from kontext.adapters.storage import (
 from kontext.adapters.storage.inputs import DirectoryArchive, NoArchive
 from kontext.adapters.web.app import build_app, start_web
 from kontext.config import ConfigError, Settings
+from kontext.domain.costs import Money, to_micros
 from kontext.domain.jobs import JobRecord
 from kontext.domain.policy import BotDefaults
+from kontext.domain.usage import UsageReport
+from kontext.i18n import t
+from kontext.i18n.languages import number_locale
 from kontext.domain.poll_schedule import PollSchedule
 from kontext.services.intake import Intake
 from kontext.services.moderation import Moderation
 from kontext.services.ports import InputArchive, SessionStartGate, Store
 from kontext.services.runner import JobRunner, RunnerPorts
+from kontext.services.usage_report import UsageReports
 from kontext.support.background import BackgroundTasks, every
 from kontext.support.metrics import Metrics
 
@@ -50,6 +56,8 @@ log = logging.getLogger("kontext.app")
 
 USER_AGENT = "KontextBot/0.1 (+https://github.com/)"
 DAY_S = 86_400
+#: Spending rows outlive job records: budgets need the month, ``/kontext usage`` up to 90 days.
+SPEND_KEPT_DAYS = 100
 
 
 async def _opened_storage(settings: Settings, owner: str) -> Storage:
@@ -99,6 +107,8 @@ class App:
     runner: JobRunner
     moderation: Moderation
     modlog: ModLog
+    usage: UsageReports
+    charts: ChartRenderer
     intake: Intake
     interactions: InteractionIntake
 
@@ -150,17 +160,12 @@ class App:
         downloader = HttpDownloader(
             self.session, allow_private=s.allow_private_urls, timeout=s.http_timeout_s
         )
-        self.runner = JobRunner(
-            s,
-            RunnerPorts(
-                self.store, self.provider, host, self.images, downloader, self._reporter, self._archive()
-            ),
-            self.metrics,
-            schedule=self.poll_schedule,
-        )
-        self._started.add("runner")
         defaults = BotDefaults(
-            default_model=s.default_model, default_safety=s.default_safety, allow_dms=s.allow_dms
+            default_model=s.default_model,
+            default_safety=s.default_safety,
+            allow_dms=s.allow_dms,
+            prices=s.prices,
+            monthly_budget=to_micros(s.operator_monthly_budget),
         )
         self.moderation = Moderation(
             self.store,
@@ -169,7 +174,26 @@ class App:
             settings_ttl=s.settings_cache_s if s.multi_process else None,
         )
         self._started.add("moderation")
-        self.modlog = ModLog(bot, self.moderation)
+        self.usage = UsageReports(self.store, self.storage.ledger.flush, s.prices)
+        self.charts = ChartRenderer()  # its worker process starts at the first chart
+        self._started.add("charts")
+        self.runner = JobRunner(
+            s,
+            RunnerPorts(
+                self.store,
+                self.provider,
+                host,
+                self.images,
+                downloader,
+                self._reporter,
+                self._archive(),
+                self.moderation,
+            ),
+            self.metrics,
+            schedule=self.poll_schedule,
+        )
+        self._started.add("runner")
+        self.modlog = ModLog(bot, self.moderation, s.prices)
         self._started.add("modlog")
         self.runner.on_finished = self.modlog.finished
         self.runner.wants_thumbnails = self.modlog.wants_thumbnails
@@ -179,6 +203,25 @@ class App:
         self._housekeeping.spawn(
             every(DAY_S, self._prune, logger=log, what="retention pruning"), name="retention"
         )
+
+    async def usage_chart(self, report: UsageReport, locale: str) -> bytes | None:
+        """``/kontext usage``'s chart in the reader's language, drawn in the chart worker process;
+        None (logged) when it cannot be drawn: the figures still go out as text and CSV."""
+        chart = UsageChart(
+            days=report.days,
+            jobs=report.jobs,
+            cost=tuple(float(Money(micros, report.currency).amount) for micros in report.cost),
+            currency=report.currency,
+            locale=str(number_locale(locale)),
+            title=t("usage_title", locale, days=len(report.days)),
+            jobs_label=t("usage_chart_jobs", locale),
+            cost_label=t("usage_chart_cost", locale),
+        )
+        try:
+            return await self.charts.render(chart)
+        except ChartError as exc:
+            log.warning("usage chart could not be drawn: %s", exc)
+            return None
 
     def _archive(self) -> InputArchive:
         """Where each normalised input is kept for Re-roll: the bucket when inputs go to S3 (every
@@ -215,8 +258,10 @@ class App:
 
     async def _prune(self) -> None:
         """Forget finished jobs and usage older than RETENTION_DAYS (at start, then daily)."""
-        before = time.time() - self.settings.retention_days * DAY_S
-        jobs, usage = await self.store.prune(before)
+        now = time.time()
+        before = now - self.settings.retention_days * DAY_S
+        spend_before = now - max(self.settings.retention_days, SPEND_KEPT_DAYS) * DAY_S
+        jobs, usage = await self.store.prune(before, spend_before)
         inputs = await self.inputs.sweep(before)
         if jobs or usage or inputs:
             log.info(
@@ -252,6 +297,8 @@ class App:
             await self._web_runner.cleanup()
         if "images" in self._started:
             await self.images.close()
+        if "charts" in self._started:
+            await self.charts.close()
         if self._s3 is not None:
             await self._s3.close()
         if "session" in self._started:

@@ -160,11 +160,12 @@ class World:
         size: int | None = None,
         user_id: int | None = None,
         channel_id: int | None = None,
+        guild_id: int | None = None,
         locale: str = "en-US",
         attachment_size_limit: int | None = None,
         **options: Any,
     ) -> FakeInteraction:
-        """Run `/edit` as a user with an attached file."""
+        """Run `/edit` as a user with an attached file (in the world's guild unless told otherwise)."""
         attachment = self.discord.add_attachment(
             data if data is not None else make_image(),
             filename,
@@ -177,7 +178,7 @@ class World:
             {"prompt": prompt, **options},
             attachments={"image": attachment},
             user_id=user_id or self.user.id,
-            guild_id=self.guild.id,
+            guild_id=guild_id or self.guild.id,
             channel_id=channel_id or self.channel.id,
             locale=locale,
             attachment_size_limit=attachment_size_limit,

@@ -31,6 +31,7 @@ from tests.fakes.memory import (
     MemoryHost,
     MemoryStore,
     PassThroughImages,
+    RecordingAccounting,
     RecordingReporter,
     ScriptedProvider,
 )
@@ -75,6 +76,7 @@ class Rig:
     host: MemoryHost = field(default_factory=MemoryHost)
     downloader: MemoryDownloader = field(default_factory=MemoryDownloader)
     inputs: MemoryArchive = field(default_factory=MemoryArchive)
+    accounting: RecordingAccounting = field(default_factory=RecordingAccounting)
     reporters: dict[str, RecordingReporter] = field(default_factory=dict)
     images: PassThroughImages = field(default_factory=PassThroughImages)
     runner: JobRunner | None = None
@@ -84,7 +86,14 @@ class Rig:
             return self.reporters.setdefault(record.id, RecordingReporter())
 
         ports = RunnerPorts(
-            self.store, self.provider, self.host, self.images, self.downloader, reporter, self.inputs
+            self.store,
+            self.provider,
+            self.host,
+            self.images,
+            self.downloader,
+            reporter,
+            self.inputs,
+            self.accounting,
         )
         self.runner = JobRunner(settings(**env), ports, Metrics(), schedule=INSTANT)
         return self.runner

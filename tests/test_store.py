@@ -16,6 +16,7 @@ from kontext.adapters.storage import PostgresStore, SqliteStore, schema
 from kontext.domain import jobs as m
 from kontext.domain.guild_settings import GuildSettings
 from kontext.domain.policy import Allowed, Denied
+from kontext.domain.usage import LedgerRow
 from kontext.services.ledger import LocalSessionGate, MemoryLedger
 from kontext.services.ports import Store, UsageLedger, UsageSnapshot
 from tests.servers import Postgres
@@ -322,3 +323,69 @@ async def test_tokens_of_finished_jobs_are_forgotten(opener: Opener) -> None:
     assert finished is not None and finished.interaction_token is None
     assert still_running is not None
     assert still_running.interaction_token == "secret-2", "a running job still needs it"
+
+
+async def test_budgets_hold_under_concurrency_across_processes(opener: Opener) -> None:
+    """20 requests at once from two 'processes' against a server budget of 5 jobs' money and a
+    bot-wide budget: exactly 5 admitted; a release gives money back, not the job count."""
+    stores = [await opener("p1"), await opener("p2")]
+    ledgers = [ledger_of(stores[0]), ledger_of(stores[1])]
+    if isinstance(stores[0], SqliteStore):
+        ledgers = [ledgers[0], ledgers[0]]
+    day = "2026-12-06"
+
+    def budget_of_5(usage: UsageSnapshot) -> Allowed | Denied:
+        if usage.guild_month_spent + 40_000 > 200_000 or usage.bot_month_spent + 40_000 > 1_000_000:
+            return Denied("policy_guild_budget")
+        return Allowed("flux-kontext-pro", 2, GuildSettings(), 40_000)
+
+    results = await asyncio.gather(
+        *(ledgers[i % 2].admit(88, 2000 + i, day, 1.0e9 + i, budget_of_5, bot_wide=True) for i in range(20))
+    )
+    admitted = [charge for decision, charge in results if isinstance(decision, Allowed)]
+    assert len(admitted) == 5 and all(c is not None and c.cost == 40_000 for c in admitted)
+    first = admitted[0]
+    assert first is not None
+    await ledgers[1].release(88, day, first.user_id, "flux-kontext-pro", 40_000)
+    decision, _ = await ledgers[0].admit(88, 9, day, 2.0e9, budget_of_5, bot_wide=True)
+    assert isinstance(decision, Allowed), "released money can be spent again"
+    for ledger in ledgers:
+        await ledger.flush()
+    month, users = await stores[0].spend_snapshot(day, 88)
+    assert month == 200_000 and users[first.user_id] == 0
+    assert await stores[1].spend_month_total("2026-12-31") == 200_000
+    assert await stores[1].spend_month_total("2027-01-01") == 0
+    rows = await stores[0].spend_rows(88, "2026-12-01", "2026-12-31")
+    assert sum(r.jobs for r in rows) == 6 and sum(r.cost for r in rows) == 200_000
+    peek = await ledgers[1].peek(88, 9, day)
+    assert peek.guild_month_spent == 200_000 and peek.user_day_spent == 40_000
+
+
+async def test_a_refund_takes_back_the_job_and_its_money(opener: Opener) -> None:
+    store = await opener("p1")
+    ledger = ledger_of(store)
+
+    def allow(usage: UsageSnapshot) -> Allowed | Denied:
+        return Allowed("flux-kontext-max", 2, GuildSettings(), 80_000)
+
+    _, charge = await ledger.admit(5, 6, "2026-12-06", 1.0e9, allow, limited=False)
+    assert charge is not None and charge.model == "flux-kontext-max"
+    await ledger.refund(charge)
+    await ledger.flush()
+    assert await store.spend_rows(5, "2026-12-06", "2026-12-06") == [
+        LedgerRow("2026-12-06", 6, "flux-kontext-max", 0, 0)
+    ]
+
+
+async def test_failures_are_counted_by_reason_and_spend_is_kept_longer(opener: Opener) -> None:
+    store = await opener("p1")
+    for code in ("task_failed", "task_failed", "image_broken"):
+        job = make_job(guild_id=42)
+        await store.insert_job(job)
+        await store.transition(job, [m.JobState.RECEIVED], m.JobState.FAILED, error_code=code)
+    assert await store.failure_counts(42, 0.0) == {"task_failed": 2, "image_broken": 1}
+    await store.add_spend("2026-01-01", 42, 1, "flux-kontext-pro", jobs=1, cost=40_000)
+    await store.add_spend("2026-06-01", 42, 1, "flux-kontext-pro", jobs=1, cost=40_000)
+    march = 1_772_323_200.0  # 2026-03-01
+    await store.prune(march, spend_before=march)
+    assert [r.day for r in await store.spend_rows(42, "2025-01-01", "2027-01-01")] == ["2026-06-01"]

@@ -37,6 +37,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from babel.numbers import is_currency
+
 from kontext.config.schema import (
     Bool,
     Choice,
@@ -53,6 +55,7 @@ from kontext.config.schema import (
     load,
     setting,
 )
+from kontext.domain.costs import PriceTable, to_micros
 from kontext.domain.generation import MODELS
 
 IMAGE_HOSTS = ("apimart", "local", "discord", "s3")
@@ -65,6 +68,11 @@ WEB = Group("Built-in web server", "/healthz, /metrics, hosted files")
 STATE = Group("State and logs")
 GENERATION = Group("Generation defaults")
 LIMITS = Group("Limits")
+COSTS = Group(
+    "Costs and budgets",
+    "what each image costs you at APIMart, for the costs and budgets server owners see; "
+    "check your APIMart price page",
+)
 SCALE = Group(
     "Scaling out",
     "several bot processes sharing one PostgreSQL database; leave unset for one process on SQLite",
@@ -421,6 +429,46 @@ class Settings:
         help="Allow result downloads from private/loopback addresses (only for tests or closed networks).",
     )
 
+    # --- costs and budgets ---
+    price_flux_kontext_pro: float = setting(
+        "PRICE_FLUX_KONTEXT_PRO",
+        Float(0, 1000),
+        default=0.04,
+        group=COSTS,
+        help="Price of one `flux-kontext-pro` image, in `PRICE_CURRENCY` (default: the model's public "
+        "list price; set what your APIMart account is charged).",
+    )
+    price_flux_kontext_max: float = setting(
+        "PRICE_FLUX_KONTEXT_MAX",
+        Float(0, 1000),
+        default=0.08,
+        group=COSTS,
+        help="Price of one `flux-kontext-max` image, in `PRICE_CURRENCY`.",
+    )
+    price_currency: str = setting(
+        "PRICE_CURRENCY",
+        Pattern(r"[A-Z]{3}", what="ISO 4217 currency code", problem="must be an ISO 4217 code such as USD"),
+        default="USD",
+        group=COSTS,
+        help="Currency of the prices and of every budget (`USD`, `EUR`, `CNY` …).",
+    )
+    operator_monthly_budget: float = setting(
+        "OPERATOR_MONTHLY_BUDGET",
+        Float(0, 1_000_000),
+        default=0.0,
+        group=COSTS,
+        help="Cap on the whole bot's spending per calendar month (UTC), over every server and DMs; "
+        "requests that would pass it are refused. 0 = no cap.",
+    )
+    charge_failed_tasks: bool = setting(
+        "CHARGE_FAILED_TASKS",
+        Bool(),
+        default=True,
+        group=COSTS,
+        help="Count a task that APIMart ends as failed (e.g. refused by its safety filter) as spent. "
+        "APIMart does not document refunds for them; set false if your bill shows they are free.",
+    )
+
     # --- scaling out ---
     database_url: str | None = setting(
         "DATABASE_URL",
@@ -482,6 +530,17 @@ class Settings:
         return self.database_url is not None
 
     @property
+    def prices(self) -> PriceTable:
+        """The price of one image per model (micros of ``PRICE_CURRENCY``)."""
+        return PriceTable(
+            self.price_currency,
+            {
+                "flux-kontext-pro": to_micros(self.price_flux_kontext_pro),
+                "flux-kontext-max": to_micros(self.price_flux_kontext_max),
+            },
+        )
+
+    @property
     def max_input_bytes(self) -> int:
         return int(self.max_input_mb * 1024 * 1024)
 
@@ -529,8 +588,14 @@ def _heartbeat_within_lease(s: Settings) -> None:
         raise ConfigError("JOB_LEASE_HEARTBEAT_SECONDS", "must be at most half of JOB_LEASE_SECONDS")
 
 
+def _currency_is_known(s: Settings) -> None:
+    if not is_currency(s.price_currency):
+        raise ConfigError("PRICE_CURRENCY", "is not an ISO 4217 currency code")
+
+
 # Rules between settings, run in order once every variable is valid; each raises ConfigError.
 CHECKS: tuple[Callable[[Settings], None], ...] = (
+    _currency_is_known,
     _local_host_needs_public_web_server,
     _s3_host_needs_a_bucket,
     _shards_are_consistent,

@@ -26,6 +26,8 @@ MAX_BLOCKLIST_ENTRIES = 200
 MAX_BLOCKLIST_ENTRY_CHARS = 100
 MAX_QUOTA = 100_000
 MAX_COOLDOWN_S = 86_400
+#: The largest budget (micros of the price currency): one million units.
+MAX_BUDGET = 1_000_000 * 1_000_000
 #: Upper bound for the channel and role allow-lists (Discord allows 500 channels and 250 roles).
 MAX_ID_LIST = 500
 _MAX_SNOWFLAKE = 2**63 - 1
@@ -68,10 +70,20 @@ class GuildSettings:
     #: Jobs per server per UTC day; 0 = unlimited.
     guild_daily_quota: int = 0
     log_channel_id: int | None = None
+    #: Spending cap of the server per UTC calendar month (micros of the price currency); 0 = none.
+    monthly_budget: int = 0
+    #: Spending cap of one user on this server per UTC day (micros); 0 = none.
+    user_daily_budget: int = 0
 
     def limits_usage(self) -> bool:
-        """Whether admitting a request depends on today's usage (a quota or a cooldown is set)."""
-        return bool(self.cooldown_s or self.user_daily_quota or self.guild_daily_quota)
+        """Whether admitting a request depends on usage so far (a quota, cooldown or budget is set)."""
+        return bool(
+            self.cooldown_s
+            or self.user_daily_quota
+            or self.guild_daily_quota
+            or self.monthly_budget
+            or self.user_daily_budget
+        )
 
     def safety_for(self, channel_is_nsfw: bool, default: int) -> int:
         """The server's tolerance for this kind of channel (``default`` where it has not chosen)."""
@@ -160,6 +172,13 @@ def _v_quota(value: Any) -> int:
     return number
 
 
+def _v_budget(value: Any) -> int:
+    number = _check_int("budget", value)
+    if not 0 <= number <= MAX_BUDGET:
+        raise SettingsError("settings_budget_range", {"max": MAX_BUDGET // 1_000_000})
+    return number
+
+
 def _v_models(value: Any) -> list[str]:
     models = _dedupe(_check_str_list("allowed_models", value))
     if not models:
@@ -233,6 +252,8 @@ _VALIDATORS: dict[str, Any] = {
     "user_daily_quota": _v_quota,
     "guild_daily_quota": _v_quota,
     "log_channel_id": _v_log_channel,
+    "monthly_budget": _v_budget,
+    "user_daily_budget": _v_budget,
 }
 
 
@@ -362,4 +383,6 @@ _LOADERS: dict[str, Callable[[Any], Any]] = {
     "roles": lambda value: _load_ids("roles", value),
     "blocklist": lambda value: _load_blocklist(_load_list("blocklist", value)),
     "log_channel_id": _load_log_channel,
+    "monthly_budget": _int_loader("monthly_budget", 0, MAX_BUDGET, 0),
+    "user_daily_budget": _int_loader("user_daily_budget", 0, MAX_BUDGET, 0),
 }

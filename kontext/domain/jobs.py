@@ -90,6 +90,8 @@ class JobRecord:
     updated_at: float = field(default_factory=time.time)
     submitted_at: float | None = None
     finished_at: float | None = None
+    #: The price held for this job at admission (micros); 0 once it is known it was never billed.
+    cost: int = 0
 
     def __post_init__(self) -> None:
         # rows read back from storage carry plain strings

@@ -15,10 +15,14 @@ Rules, checked in this order (the first failing one is reported):
 6. Per-user cooldown (``policy_cooldown``).
 7. Per-user daily quota (``policy_user_quota``).
 8. Per-server daily quota (``policy_guild_quota``).
+9. Per-server monthly budget (``policy_guild_budget``): refused when this job's price would take the
+   server's spending this UTC month past its cap.
+10. Per-user daily budget on this server (``policy_user_budget``).
+11. The operator's bot-wide monthly budget (``policy_bot_budget``; also in direct messages).
 
 Admins (Manage Server / Administrator) bypass the *personal* limits — channel and role allow-lists,
-cooldown and the per-user quota — but NOT the server-wide rules: the allowed models, the block-list
-and the per-server quota (the budget) apply to them too; they can change those settings instead.
+cooldown, the per-user quota and the per-user budget — but NOT the server-wide rules: the allowed
+models, the block-list, the per-server quota and budget, and the operator's budget apply to them too.
 
 Effective safety = the server's value for this kind of channel (the bot-wide default until an admin sets
 one) (``nsfw_safety`` only where the channel is
@@ -28,7 +32,9 @@ default if allowed, else the first allowed model.
 
 Quotas count jobs per UTC day: ``user_jobs_today`` / ``guild_jobs_today`` must be the counts for
 ``utc_day(now)``. A quota of N allows exactly N jobs; the request after that is denied until
-``next_reset(now)`` (the next UTC midnight).
+``next_reset(now)`` (the next UTC midnight). Budgets compare money already committed (jobs admitted
+and not refunded, see :mod:`kontext.domain.costs`) plus this job's price with the cap; a monthly cap
+resets at the next first of the month, UTC.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kontext.domain.blocklist import find_blocked
+from kontext.domain.costs import LIST_PRICES, Money, PriceTable, next_month_start
 from kontext.domain.generation import MODELS
 from kontext.domain.guild_settings import SAFETY_MAX, SAFETY_MIN, GuildSettings
 
@@ -68,6 +75,11 @@ class RequestFacts:
     user_last_job_at: float | None
     #: For a thread: its parent channel (a thread in an allowed channel is allowed).
     parent_channel_id: int | None = None
+    #: Money committed (micros) this UTC month by the server, today by the user on it, and this
+    #: month by the whole bot (every server and DMs).
+    guild_month_spent: int = 0
+    user_day_spent: int = 0
+    bot_month_spent: int = 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,9 @@ class BotDefaults:
     default_model: str
     default_safety: int
     allow_dms: bool
+    prices: PriceTable = LIST_PRICES
+    #: The operator's cap on the whole bot's spending per UTC month (micros); 0 = none.
+    monthly_budget: int = 0
 
 
 @dataclass(frozen=True)
@@ -82,6 +97,8 @@ class Allowed:
     model: str
     safety: int
     settings: GuildSettings
+    #: The job's price (micros of ``BotDefaults.prices.currency``).
+    cost: int = 0
 
 
 @dataclass(frozen=True)
@@ -140,7 +157,12 @@ def _direct_message(facts: RequestFacts, defaults: BotDefaults) -> Allowed | Den
             f"unknown model {facts.requested_model!r}",
         )
     model = facts.requested_model or defaults.default_model
-    return Allowed(model, _effective_safety(defaults.default_safety, facts.requested_safety), GuildSettings())
+    price = defaults.prices.price(model)
+    denied = _bot_budget_rule(facts, defaults, price)
+    if denied is not None:
+        return denied
+    safety = _effective_safety(defaults.default_safety, facts.requested_safety)
+    return Allowed(model, safety, GuildSettings(), price)
 
 
 def _channel_rule(settings: GuildSettings, facts: RequestFacts) -> Denied | None:
@@ -220,6 +242,53 @@ def _guild_quota_rule(settings: GuildSettings, facts: RequestFacts) -> Denied | 
     )
 
 
+def _over(spent: int, price: int, cap: int) -> bool:
+    return cap > 0 and spent + price > cap
+
+
+def _budget(
+    code: str, what: str, spent: int, cap: int, price: int, reset_at: float, defaults: BotDefaults
+) -> Denied | None:
+    """Denied with ``code`` when ``price`` would take ``spent`` past ``cap`` (0 = no cap)."""
+    if not _over(spent, price, cap):
+        return None
+    money = defaults.prices.money
+    params = {
+        "left": money(max(0, cap - spent)),
+        "limit": money(cap),
+        "price": money(price),
+        "reset_at": int(reset_at),
+    }
+    detail = f"{what}: {_m(defaults, spent)} spent of {_m(defaults, cap)}, job costs {_m(defaults, price)}"
+    return Denied(code, params, detail)
+
+
+def _guild_budget_rule(
+    settings: GuildSettings, facts: RequestFacts, defaults: BotDefaults, price: int
+) -> Denied | None:
+    spent, cap, reset = facts.guild_month_spent, settings.monthly_budget, next_month_start(facts.now)
+    return _budget("policy_guild_budget", "server budget this month", spent, cap, price, reset, defaults)
+
+
+def _user_budget_rule(
+    settings: GuildSettings, facts: RequestFacts, defaults: BotDefaults, price: int
+) -> Denied | None:
+    if facts.is_admin:
+        return None
+    spent, cap, reset = facts.user_day_spent, settings.user_daily_budget, next_reset(facts.now)
+    return _budget("policy_user_budget", "member budget today", spent, cap, price, reset, defaults)
+
+
+def _bot_budget_rule(facts: RequestFacts, defaults: BotDefaults, price: int) -> Denied | None:
+    spent, cap, reset = facts.bot_month_spent, defaults.monthly_budget, next_month_start(facts.now)
+    what = "bot-wide budget (OPERATOR_MONTHLY_BUDGET) this month"
+    return _budget("policy_bot_budget", what, spent, cap, price, reset, defaults)
+
+
+def _m(defaults: BotDefaults, micros: int) -> str:
+    return str(Money(micros, defaults.prices.currency))
+
+
 #: Rules 2-8 of the module docstring, in order.
 _SERVER_RULES = (
     _channel_rule,
@@ -241,6 +310,14 @@ def decide(settings: GuildSettings, facts: RequestFacts, defaults: BotDefaults) 
         if denied is not None:
             return denied
     model = _pick_model(settings, facts.requested_model, defaults.default_model)
+    price = defaults.prices.price(model)
+    denied = (
+        _guild_budget_rule(settings, facts, defaults, price)
+        or _user_budget_rule(settings, facts, defaults, price)
+        or _bot_budget_rule(facts, defaults, price)
+    )
+    if denied is not None:
+        return denied
     server_safety = settings.safety_for(facts.channel_is_nsfw, defaults.default_safety)
     safety = _effective_safety(server_safety, facts.requested_safety)
-    return Allowed(model, safety, settings)
+    return Allowed(model, safety, settings, price)

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from kontext.domain.costs import Money
 from kontext.domain.errors import KontextError
 from kontext.i18n.catalog import load
-from kontext.i18n.formatting import LocaleFormatter
+from kontext.i18n.formatting import LocaleFormatter, money
 from kontext.i18n.languages import SOURCE, catalog_for, number_locale
 
-__all__ = ["PLURAL_COUNTS", "catalog_for", "command_text", "error_text", "t"]
+__all__ = ["PLURAL_COUNTS", "catalog_for", "command_text", "error_text", "number", "price", "t"]
 
 #: Messages with plural forms (``msgid_plural`` in the catalogs) → the parameter whose number picks
 #: the form (``1 second`` / ``5 seconds``; Russian has three forms, Chinese one).
@@ -37,6 +38,8 @@ PLURAL_COUNTS: dict[str, str] = {
     "show_cooldown_value": "seconds",
     "show_usage_value": "total",
     "show_list_more": "count",
+    "usage_title": "days",
+    "usage_total_value": "jobs",
 }
 #: Shown for an id no catalog knows (a bug, but the user still hears back).
 FALLBACK_KEY = "internal"
@@ -85,3 +88,13 @@ def command_text(message_id: str, locale: str | None) -> str | None:
     if message_id not in catalog.ids:
         return None
     return catalog.translations.gettext(message_id)
+
+
+def price(value: Money, locale: str | None) -> str:
+    """An amount of money written the way ``locale`` writes it (``$0.04``, ``0,04 $``)."""
+    return money(value, number_locale(locale))
+
+
+def number(value: int | float, locale: str | None) -> str:
+    """A number written the way ``locale`` writes it (``1,234``, ``1.234``, ``1 234``)."""
+    return LocaleFormatter(number_locale(locale)).format_field(value, "")

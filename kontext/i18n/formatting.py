@@ -11,6 +11,8 @@ the English message (tests check it):
   sizes.
 * ``{date}`` — a :class:`datetime.date`, in the locale's medium style (``Nov 30, 2026``,
   ``30.11.2026``, ``2026年11月30日``).
+* ``{price}`` — a :class:`~kontext.domain.costs.Money`, as the locale writes money (``$0.04``,
+  ``0,04 $``, ``US$0.04``), with at least the currency's usual decimals and up to six.
 
 Anything that is not a number (a mention, a model name, an error text) is inserted as it is.
 """
@@ -25,7 +27,9 @@ from typing import Any
 
 from babel import Locale
 from babel.dates import format_date
-from babel.numbers import format_decimal
+from babel.numbers import format_currency, format_decimal, get_currency_precision
+
+from kontext.domain.costs import Money
 
 _FIXED = re.compile(r"\.(\d)f")
 #: The format specs a message may use (see the module docstring).
@@ -40,6 +44,8 @@ class LocaleFormatter(string.Formatter):
         self.locale = locale
 
     def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, Money):
+            return money(value, self.locale)
         if isinstance(value, date) and not format_spec:
             return format_date(value, format="medium", locale=self.locale)
         if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
@@ -57,3 +63,14 @@ class LocaleFormatter(string.Formatter):
 def placeholders(text: str) -> list[tuple[str, str]]:
     """The ``(name, spec)`` of every placeholder in ``text``, in order."""
     return [(name, spec or "") for _, name, spec, _ in string.Formatter().parse(text) if name is not None]
+
+
+def money(value: Money, locale: Locale) -> str:
+    """``value`` written as ``locale`` writes money, keeping sub-cent prices (``$0.0035``)."""
+    amount = value.amount
+    exponent = amount.normalize().as_tuple().exponent
+    needed = min(6, -exponent) if isinstance(exponent, int) and exponent < 0 else 0
+    if needed <= get_currency_precision(value.currency):
+        return format_currency(amount, value.currency, locale=locale)
+    pattern = locale.currency_formats["standard"].pattern.split(";")[0].replace("0.00", "0." + "0" * needed)
+    return format_currency(amount, value.currency, format=pattern, locale=locale, currency_digits=False)

@@ -292,5 +292,7 @@ class Intake:
             input_filename=input_filename,
             input_ref=request.input_ref,
             parent_job_id=request.parent_job_id,
-            created_at=time.time(),
+            # the admission's time: the day its quota and money were counted on
+            created_at=accepted.admission.charge.at or time.time(),
+            cost=accepted.admission.cost,
         )

@@ -1,11 +1,13 @@
 """Per-server moderation as a service: settings (cached), admission decided and counted atomically.
 
 The decision itself is the pure :func:`kontext.domain.policy.decide`; the ledger
-(:class:`~kontext.services.ports.UsageLedger`) feeds it today's usage and counts an allowed request in
-the same atomic step, so simultaneous requests cannot slip past a quota — in memory for one process,
-in the database for several. A request that is admitted but never becomes a job (the acknowledgement
-failed, the bot is shutting down) is refunded. With several processes, settings are re-read after
-``settings_ttl`` seconds so a change made in one process is seen by the others.
+(:class:`~kontext.services.ports.UsageLedger`) feeds it today's usage and this month's spending and
+counts an allowed request — and holds its price — in the same atomic step, so simultaneous requests
+cannot slip past a quota or a budget: in memory for one process, in the database for several. A
+request that is admitted but never becomes a job (the acknowledgement failed, the bot is shutting
+down) is refunded; a job that ends without being billed gives its price back (:meth:`release`).
+With several processes, settings are re-read after ``settings_ttl`` seconds so a change made in one
+process is seen by the others.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kontext.domain.guild_settings import GuildSettings
+from kontext.domain.jobs import JobRecord
 from kontext.domain.policy import Allowed, BotDefaults, Denied, RequestFacts, decide, utc_day
 from kontext.services.ports import SettingsStore, UsageCharge, UsageLedger, UsageSnapshot
 
@@ -28,9 +31,18 @@ DM_GUILD = 0  # usage rows for direct messages
 
 @dataclass(frozen=True)
 class Admitted(Allowed):
-    """An allowed request, already counted in today's usage."""
+    """An allowed request, already counted in today's usage (its price held against the budgets)."""
 
-    charge: UsageCharge
+    charge: UsageCharge = field(kw_only=True)
+
+
+@dataclass(frozen=True)
+class PersonalUsage:
+    """What ``/usage`` shows one member of one server (money in micros, times in Unix s)."""
+
+    settings: GuildSettings
+    now: float
+    usage: UsageSnapshot
 
 
 class Moderation:
@@ -95,20 +107,42 @@ class Moderation:
                 user_jobs_today=usage.user_jobs_today,
                 guild_jobs_today=usage.guild_jobs_today,
                 user_last_job_at=usage.user_last_job_at,
+                guild_month_spent=usage.guild_month_spent,
+                user_day_spent=usage.user_day_spent,
+                bot_month_spent=usage.bot_month_spent,
             )
             return decide(settings, current, self.defaults)
 
         decision, charge = await self.ledger.admit(
-            guild, facts.user_id, utc_day(now), now, judge, limited=settings.limits_usage()
+            guild,
+            facts.user_id,
+            utc_day(now),
+            now,
+            judge,
+            limited=settings.limits_usage(),
+            bot_wide=self.defaults.monthly_budget > 0,
         )
         if isinstance(decision, Denied):
             return decision
         assert charge is not None
-        return Admitted(decision.model, decision.safety, decision.settings, charge)
+        return Admitted(decision.model, decision.safety, decision.settings, decision.cost, charge=charge)
 
     async def refund(self, charge: UsageCharge) -> None:
-        """Take back an admission that did not become a job (its quota and cooldown are given back)."""
+        """Take back an admission that did not become a job (quota, cooldown and money given back)."""
         await self.ledger.refund(charge)
+
+    async def release(self, job: JobRecord, cost: int) -> None:
+        """A job that was never billed gives back the ``cost`` held for it at admission."""
+        guild = job.guild_id if job.guild_id is not None else DM_GUILD
+        await self.ledger.release(guild, utc_day(job.created_at), job.user_id, job.model, cost)
+        log.info("job %s was not billed: %d micro-units given back to the budgets", job.id, cost)
+
+    async def personal(self, guild_id: int, user_id: int) -> PersonalUsage:
+        """One member's usage today on one server, for ``/usage``."""
+        now = self.clock()
+        settings = await self.settings(guild_id)
+        usage = await self.ledger.peek(guild_id, user_id, utc_day(now))
+        return PersonalUsage(settings, now, usage)
 
     async def flush(self) -> None:
         """Wait for usage rows still being written (shutdown and tests)."""

@@ -15,6 +15,7 @@ from kontext.domain.generation import GenerationRequest, TaskStatus
 from kontext.domain.images import FittedResult, ImageLimits, NormalisedImage
 from kontext.domain.jobs import JobRecord, JobState
 from kontext.domain.policy import Allowed, Denied
+from kontext.domain.usage import LedgerRow
 
 # --- the image provider ----------------------------------------------------------------------------
 
@@ -226,7 +227,10 @@ class JobStore(Protocol):
         """Clear the interaction tokens of finished jobs (one left behind by a stop mid-failure)."""
         ...
 
-    async def prune(self, before: float) -> tuple[int, int]: ...
+    async def prune(self, before: float, spend_before: float | None = None) -> tuple[int, int]:
+        """Forget finished jobs and usage before ``before``, spending rows before ``spend_before``
+        (default ``before``); returns (jobs, other rows) removed."""
+        ...
 
 
 class SettingsStore(Protocol):
@@ -244,7 +248,34 @@ class UsageStore(Protocol):
     async def usage_snapshot(self, day: str, guild_id: int) -> tuple[dict[int, int], dict[int, float]]: ...
 
 
-class Store(JobStore, SettingsStore, UsageStore, Protocol):
+class SpendStore(Protocol):
+    """The spending ledger: jobs and money per day, server, user and model (kept for budgets and
+    ``/kontext usage`` longer than job records)."""
+
+    async def add_spend(
+        self, day: str, guild_id: int, user_id: int, model: str, *, jobs: int, cost: int
+    ) -> None:
+        """Add ``jobs`` and ``cost`` (either may be negative: a refund or a release)."""
+        ...
+
+    async def spend_snapshot(self, day: str, guild_id: int) -> tuple[int, dict[int, int]]:
+        """A server's money committed in the month of ``day``, and per user on ``day``."""
+        ...
+
+    async def spend_month_total(self, day: str) -> int:
+        """The whole bot's money committed in the month of ``day`` (every server and DMs)."""
+        ...
+
+    async def spend_rows(self, guild_id: int, first_day: str, last_day: str) -> list[LedgerRow]:
+        """A server's ledger rows from ``first_day`` to ``last_day`` (inclusive)."""
+        ...
+
+    async def failure_counts(self, guild_id: int, since: float) -> dict[str, int]:
+        """A server's failed jobs created since ``since`` (Unix s) by error code (kept jobs only)."""
+        ...
+
+
+class Store(JobStore, SettingsStore, UsageStore, SpendStore, Protocol):
     """Everything persisted, opened and closed as one."""
 
     async def open(self) -> None: ...
@@ -261,16 +292,24 @@ class UsageSnapshot:
     user_jobs_today: int
     guild_jobs_today: int
     user_last_job_at: float | None
+    #: Money committed (micros): the server's this month, the user's today there, the bot's this month.
+    guild_month_spent: int = 0
+    user_day_spent: int = 0
+    bot_month_spent: int = 0
 
 
 @dataclass(frozen=True)
 class UsageCharge:
-    """What one admission counted, so it can be refunded."""
+    """What one admission counted (a job, its price held against the budgets), so it can be refunded."""
 
     guild: int
     day: str
     user_id: int
     previous_last: float | None
+    model: str = ""
+    cost: int = 0
+    #: When the admission was decided (Unix s): the job's creation time.
+    at: float = 0.0
 
 
 Decide = Callable[[UsageSnapshot], Allowed | Denied]
@@ -280,24 +319,50 @@ class UsageLedger(Protocol):
     """Admit-and-count as one atomic step (in memory for one process, in the database for several)."""
 
     async def admit(
-        self, guild: int, user_id: int, day: str, now: float, decide: Decide, *, limited: bool = True
+        self,
+        guild: int,
+        user_id: int,
+        day: str,
+        now: float,
+        decide: Decide,
+        *,
+        limited: bool = True,
+        bot_wide: bool = False,
     ) -> tuple[Allowed | Denied, UsageCharge | None]:
-        """Run ``decide`` on the current usage and count the request if allowed, atomically.
+        """Run ``decide`` on the current usage and count the request (and hold its price, the
+        ``cost`` of the decision) if allowed, atomically.
 
-        ``limited=False`` says the decision does not depend on usage (no quota, no cooldown), which
-        lets a shared ledger skip the serialisation."""
+        ``limited=False`` says the decision does not depend on the server's usage (no quota, cooldown
+        or budget), which lets a shared ledger skip the serialisation; ``bot_wide`` says it depends on
+        the whole bot's spending this month (the operator's budget), which serialises every admission."""
         ...
 
     async def refund(self, charge: UsageCharge) -> None:
-        """Take back one admission (quota and cooldown)."""
+        """Take back one admission (quota, cooldown and the money held)."""
+        ...
+
+    async def release(self, guild: int, day: str, user_id: int, model: str, cost: int) -> None:
+        """Give back money held for a job that was admitted on ``day`` but never billed."""
         ...
 
     async def counts(self, guild: int, day: str) -> dict[int, int]:
         """Per-user counts of a server's day."""
         ...
 
+    async def peek(self, guild: int, user_id: int, day: str) -> UsageSnapshot:
+        """What :meth:`admit` would see for this user now (nothing counted)."""
+        ...
+
     async def flush(self) -> None:
         """Wait for counts still being written."""
+        ...
+
+
+class Accounting(Protocol):
+    """Where a job's money is accounted: the price held at admission goes back if it was not billed."""
+
+    async def release(self, job: JobRecord, cost: int) -> None:
+        """Give back ``cost`` held for ``job``, which ended without being billed."""
         ...
 
 

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from kontext.config import Settings
+from kontext.domain.costs import billed
 from kontext.domain.errors import (
     BusyError,
     ImageDownloadFailed,
@@ -55,6 +56,7 @@ from kontext.domain.poll_schedule import PollSchedule
 from kontext.services.foreground import Foreground
 from kontext.services.polling import wait_for_task
 from kontext.services.ports import (
+    Accounting,
     Downloader,
     FetchError,
     FetchTooLarge,
@@ -101,6 +103,7 @@ class RunnerPorts:
     downloader: Downloader
     reporters: ReporterFactory
     inputs: InputArchive
+    accounting: Accounting
 
 
 @dataclass
@@ -533,6 +536,8 @@ class JobRunner:
 
     async def _fail(self, job: JobRecord, error: KontextError, reporter: Reporter) -> None:
         log.warning("job failed (%s): %s", error.code, error.detail)
+        held = job.cost
+        was_billed = billed(job.state, error, charge_failed_tasks=self.settings.charge_failed_tasks)
         changed = await self.ports.store.transition(
             job,
             ACTIVE_STATES,
@@ -540,9 +545,12 @@ class JobRunner:
             error_code=error.code,
             error_detail=error.detail[:500],
             finished_at=time.time(),
+            **({} if was_billed else {"cost": 0}),
         )
         if not changed:
             return
+        if held and not was_billed:
+            await self._release(job, held)
         self.metrics.inc("jobs_failed_total")
         self.metrics.inc(f"jobs_failed_{error.code}_total")
         try:
@@ -554,6 +562,14 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - clean-up after a failure must not raise
             log.warning("could not clear the interaction token: %r", exc)
         await self._cleanup(job, None)
+
+    async def _release(self, job: JobRecord, cost: int) -> None:
+        """The budgets get back the price of a job that was never billed (best effort: the job
+        is already recorded at no cost, so a failure here only leaves a budget counting it)."""
+        try:
+            await self.ports.accounting.release(job, cost)
+        except Exception as exc:  # noqa: BLE001 - the failure itself is recorded; never lose it here
+            log.warning("could not give the job's price back to the budgets: %r", exc)
 
     async def _cleanup(self, job: JobRecord, result_thumbnail: bytes | None) -> None:
         """After a final state: remove the hosted copy and report the job (with thumbnails) to the hook."""

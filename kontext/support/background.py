@@ -64,6 +64,11 @@ class BackgroundTasks:
         while self._tasks:
             await asyncio.wait(list(self._tasks))
 
+    async def settle(self) -> None:
+        """Wait for the tasks running now (not for ones started meanwhile: never starved by a stream)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))
+
     async def close(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - a shutdown budget, not a wait
         """Refuse new work, cancel what runs and wait up to ``timeout`` seconds for it to end."""
         self._closed = True

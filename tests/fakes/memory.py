@@ -13,6 +13,7 @@ from kontext.domain.events import Delivered, Done, Failed, StatusEvent
 from kontext.domain.generation import GenerationRequest, TaskState, TaskStatus
 from kontext.domain.images import FittedResult, ImageLimits, NormalisedImage
 from kontext.domain.jobs import ACTIVE_STATES, FINAL_STATES, DeliveryKind, JobRecord, JobState
+from kontext.domain.usage import LedgerRow
 from kontext.services.ports import FetchError, HostedImage, StatusAttacher
 
 _COLUMNS = {f.name for f in fields(JobRecord)}
@@ -27,6 +28,8 @@ class MemoryStore:
         self.jobs: dict[str, JobRecord] = {}
         self.settings: dict[int, dict[str, Any]] = {}
         self.usage: dict[tuple[str, int, int], tuple[int, float]] = {}
+        #: (day, guild, user, model) -> [jobs, money in micros]
+        self.spend: dict[tuple[str, int, int, str], list[int]] = {}
         self.transitions: list[tuple[str, JobState]] = []
 
     async def open(self) -> None:
@@ -78,7 +81,7 @@ class MemoryStore:
             job.interaction_token = None
         return len(finished)
 
-    async def prune(self, before: float) -> tuple[int, int]:
+    async def prune(self, before: float, spend_before: float | None = None) -> tuple[int, int]:
         old = [k for k, j in self.jobs.items() if j.state in FINAL_STATES and j.updated_at < before]
         for key in old:
             del self.jobs[key]
@@ -104,6 +107,48 @@ class MemoryStore:
             if g == guild_id:
                 last[u] = max(last.get(u, 0.0), at)
         return counts, last
+
+    async def add_spend(
+        self, day: str, guild_id: int, user_id: int, model: str, *, jobs: int, cost: int
+    ) -> None:
+        row = self.spend.setdefault((day, guild_id, user_id, model), [0, 0])
+        row[0], row[1] = max(0, row[0] + jobs), max(0, row[1] + cost)
+
+    async def spend_snapshot(self, day: str, guild_id: int) -> tuple[int, dict[int, int]]:
+        month = sum(c for (d, g, _, _), (_, c) in self.spend.items() if g == guild_id and d[:7] == day[:7])
+        users: dict[int, int] = {}
+        for (d, g, u, _), (_, cost) in self.spend.items():
+            if d == day and g == guild_id:
+                users[u] = users.get(u, 0) + cost
+        return month, users
+
+    async def spend_month_total(self, day: str) -> int:
+        return sum(c for (d, _, _, _), (_, c) in self.spend.items() if d[:7] == day[:7])
+
+    async def spend_rows(self, guild_id: int, first_day: str, last_day: str) -> list[LedgerRow]:
+        return [
+            LedgerRow(d, u, m, jobs, cost)
+            for (d, g, u, m), (jobs, cost) in sorted(self.spend.items())
+            if g == guild_id and first_day <= d <= last_day
+        ]
+
+    async def failure_counts(self, guild_id: int, since: float) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for job in self.jobs.values():
+            if job.guild_id == guild_id and job.state is JobState.FAILED and job.created_at >= since:
+                code = job.error_code or "unknown"
+                counts[code] = counts.get(code, 0) + 1
+        return counts
+
+
+@dataclass
+class RecordingAccounting:
+    """The accounting port: records which jobs gave their price back."""
+
+    released: list[tuple[str, int]] = field(default_factory=list)
+
+    async def release(self, job: JobRecord, cost: int) -> None:
+        self.released.append((job.id, cost))
 
 
 @dataclass

@@ -27,14 +27,16 @@ from kontext.adapters.discord.modlog import ModLog
 from kontext.adapters.discord.translator import KontextTranslator
 from kontext.config import ConfigError, Settings
 from kontext.domain.jobs import JobRecord
+from kontext.domain.usage import UsageReport
 from kontext.services.moderation import Moderation
 from kontext.services.ports import SessionStartGate
 from kontext.services.runner import JobRunner
+from kontext.services.usage_report import UsageReports
 from kontext.support import heap
 
 log = logging.getLogger("kontext.bot")
 
-EXTENSIONS = ("cogs.edit", "cogs.settings")
+EXTENSIONS = ("cogs.edit", "cogs.settings", "cogs.usage")
 #: Discord's spacing of session starts within one ``max_concurrency`` bucket is 5 s; a little more,
 #: so that the time a grant takes to become an IDENTIFY on the wire never brings two closer.
 IDENTIFY_SPACING_S = 5.25
@@ -61,6 +63,11 @@ class Backend(Protocol):
     modlog: ModLog
     runner: JobRunner
     session_gate: SessionStartGate
+    usage: UsageReports
+
+    async def usage_chart(self, report: UsageReport, locale: str) -> bytes | None:
+        """The chart of a usage report as a PNG in the reader's language (None if it cannot be drawn)."""
+        ...
 
     async def start(self, bot: KontextBot) -> None:
         """Build and start everything that needs the running loop (before the gateway connects)."""

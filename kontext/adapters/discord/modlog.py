@@ -1,6 +1,7 @@
 """The moderation log: one entry per request in the server's log channel (when one is set).
 
-Entries show who asked, where, the prompt, model and safety value used, input and output
+Entries are written in the server's language (its preferred locale, as set in Discord's server
+settings) and show who asked, where, the prompt, model and safety value used, what it cost, input and output
 thumbnails (made in the image sandbox together with the normalised input and the checked result,
 so no image is kept for the log), the outcome, and denial reasons. Posting never blocks or breaks a
 job. When the bot cannot post there (missing permission, channel gone), it logs that once and
@@ -16,9 +17,11 @@ from enum import StrEnum
 
 import discord
 
+from kontext.domain.costs import LIST_PRICES, PriceTable
 from kontext.domain.jobs import JobRecord, JobState
 from kontext.domain.policy import Denied
 from kontext.domain.values import clip
+from kontext.i18n import price, t
 from kontext.services.intake import EditRequest
 from kontext.services.moderation import Moderation
 from kontext.support.background import BackgroundTasks
@@ -26,6 +29,8 @@ from kontext.support.background import BackgroundTasks
 log = logging.getLogger("kontext.adapters.discord.modlog")
 
 COLOURS = {"done": discord.Colour.green(), "failed": discord.Colour.red(), "denied": discord.Colour.orange()}
+#: Fields shown on a line of their own.
+_WIDE_FIELDS = frozenset({"modlog_prompt", "modlog_reason", "modlog_outcome"})
 
 
 class LogProblem(StrEnum):
@@ -42,9 +47,12 @@ class LogProblem(StrEnum):
 class ModLog:
     """Posts entries; remembers per guild why it could not (shown by ``/kontext show``)."""
 
-    def __init__(self, client: discord.Client, moderation: Moderation) -> None:
+    def __init__(
+        self, client: discord.Client, moderation: Moderation, prices: PriceTable = LIST_PRICES
+    ) -> None:
         self.client = client
         self.moderation = moderation
+        self.prices = prices
         self.problems: dict[int, LogProblem] = {}
         self._posts = BackgroundTasks("modlog", log)
 
@@ -69,14 +77,23 @@ class ModLog:
     def denied(self, request: EditRequest, prompt: str, denial: Denied) -> None:
         if request.guild_id is None:
             return
+        locale = self._locale(request.guild_id)
         fields = {
-            "Requester": f"<@{request.user_id}> ({request.user_id})",
-            "Channel": f"<#{request.channel_id}>",
-            "Prompt": clip(prompt, 1000),
-            "Model": request.options.model or "default",
-            "Outcome": f"denied: {denial.code.removeprefix('policy_')} — {clip(denial.detail, 300)}",
+            "modlog_requester": f"<@{request.user_id}> ({request.user_id})",
+            "modlog_channel": f"<#{request.channel_id}>",
+            "modlog_prompt": clip(prompt, 1000),
+            "modlog_model": request.options.model or t("modlog_model_default", locale),
+            "modlog_outcome": t("modlog_outcome_denied", locale, rule=denial.code.removeprefix("policy_")),
+            "modlog_reason": clip(denial.detail, 300),
         }
-        self._posts.spawn(self._post(request.guild_id, "denied", "Request denied", fields, None, None))
+        self._posts.spawn(
+            self._post(request.guild_id, "denied", "modlog_title_denied", fields, None, None, locale)
+        )
+
+    def _locale(self, guild_id: int) -> str | None:
+        """The server's preferred locale (Discord's server setting), None when unknown (English)."""
+        guild = self.client.get_guild(guild_id)
+        return str(guild.preferred_locale) if guild is not None else None
 
     async def wants_thumbnails(self, job: JobRecord) -> bool:
         """Whether an entry for ``job`` would be posted (its server has a working log channel): only
@@ -89,23 +106,29 @@ class ModLog:
         if job.guild_id is None:
             return
         outcome = "done" if job.state is JobState.DONE else "failed"
+        locale = self._locale(job.guild_id)
         fields = {
-            "Requester": f"<@{job.user_id}> ({job.user_id})",
-            "Channel": f"<#{job.channel_id}>",
-            "Prompt": clip(job.prompt, 1000),
-            "Model": job.model,
-            "Safety": str(job.safety_tolerance),
-            "Outcome": "done" if outcome == "done" else f"failed: {job.error_code}",
-            "Job": job.id,
+            "modlog_requester": f"<@{job.user_id}> ({job.user_id})",
+            "modlog_channel": f"<#{job.channel_id}>",
+            "modlog_prompt": clip(job.prompt, 1000),
+            "modlog_model": job.model,
+            "modlog_safety": str(job.safety_tolerance),
+            "modlog_cost": price(self.prices.money(job.cost), locale),
+            "modlog_outcome": t("modlog_outcome_done", locale)
+            if outcome == "done"
+            else t("modlog_outcome_failed", locale, code=job.error_code or "?"),
+            "modlog_job": job.id,
         }
         if job.result_message_id:
-            fields["Result"] = (
+            fields["modlog_result"] = (
                 f"https://discord.com/channels/{job.guild_id}/{job.channel_id}/{job.result_message_id}"
             )
         if outcome == "failed" and job.error_detail:
-            fields["Reason"] = clip(job.error_detail, 300)
-        title = "Edit done" if outcome == "done" else "Edit failed"
-        self._posts.spawn(self._post(job.guild_id, outcome, title, fields, input_thumbnail, output_thumbnail))
+            fields["modlog_reason"] = clip(job.error_detail, 300)
+        title = "modlog_title_done" if outcome == "done" else "modlog_title_failed"
+        self._posts.spawn(
+            self._post(job.guild_id, outcome, title, fields, input_thumbnail, output_thumbnail, locale)
+        )
 
     # --- posting --------------------------------------------------------------------------------
 
@@ -117,15 +140,17 @@ class ModLog:
         fields: dict[str, str],
         input_thumbnail: bytes | None,
         output_thumbnail: bytes | None,
+        locale: str | None,
     ) -> None:
+        """Post one entry; ``title`` and the field names are message ids, worded in ``locale``."""
         try:
             settings = await self.moderation.settings(guild_id)
             channel_id = settings.log_channel_id
             if channel_id is None or guild_id in self.problems:
                 return
-            embed = discord.Embed(title=title, colour=COLOURS[outcome])
-            for name, value in fields.items():
-                embed.add_field(name=name, value=value, inline=name not in ("Prompt", "Reason", "Outcome"))
+            embed = discord.Embed(title=t(title, locale), colour=COLOURS[outcome])
+            for key, value in fields.items():
+                embed.add_field(name=t(key, locale), value=value, inline=key not in _WIDE_FIELDS)
             files: list[discord.File] = []
             if input_thumbnail:
                 files.append(

@@ -13,9 +13,10 @@ from datetime import UTC, datetime
 
 import discord
 
+from kontext.domain.costs import LIST_PRICES, PriceTable
 from kontext.domain.guild_settings import GuildSettings
 from kontext.domain.policy import next_reset
-from kontext.i18n import t
+from kontext.i18n import price, t
 
 #: Discord's limits (from its API reference).
 FIELD_VALUE_LIMIT = 1024
@@ -33,6 +34,9 @@ class ServerState:
     bot_default_model: str
     bot_default_safety: int
     log_problem: str | None  # already worded for the reader, or None
+    prices: PriceTable = LIST_PRICES
+    #: Money committed this UTC month (micros).
+    month_spent: int = 0
 
 
 def capped(items: list[str], locale: str, limit: int, separator: str = ", ") -> tuple[str, bool]:
@@ -81,6 +85,7 @@ def settings_view(
     embed.add_field(
         name=t("show_blocklist", locale), value=t("show_blocklist_count", locale, count=len(s.blocklist))
     )
+    embed.add_field(name=t("show_budget", locale), value=budget_lines(state, locale), inline=False)
     usage = t("show_usage_value", locale, total=state.usage_total, reset_at=int(next_reset(state.now)))
     if state.top_users:
         usage += "\n" + "\n".join(f"<@{user}>: {count}" for user, count in state.top_users)
@@ -89,6 +94,24 @@ def settings_view(
     embed.set_footer(text=t("show_footer", locale))
     attachment = full_lists(s, locale) if more_channels or more_roles else None
     return embed, attachment
+
+
+def budget_lines(state: ServerState, locale: str) -> str:
+    """The server's monthly budget and what is spent, the per-member daily budget, the prices."""
+    s, money = state.settings, state.prices.money
+    spent = money(state.month_spent)
+    if s.monthly_budget:
+        server = t("show_budget_server", locale, spent=spent, limit=money(s.monthly_budget))
+    else:
+        server = t("show_budget_server_none", locale, spent=spent)
+    if s.user_daily_budget:
+        member = t("show_budget_user", locale, limit=money(s.user_daily_budget))
+    else:
+        member = t("show_budget_user_none", locale)
+    prices = " · ".join(
+        f"{model} {price(money(cost), locale)}" for model, cost in state.prices.prices.items()
+    )
+    return "\n".join([server, member, t("show_budget_prices", locale, prices=prices)])
 
 
 def full_lists(s: GuildSettings, locale: str) -> discord.File:

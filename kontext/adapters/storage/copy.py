@@ -1,4 +1,4 @@
-"""Move a bot from SQLite to PostgreSQL: copy jobs, server settings and usage into the new database.
+"""Move a bot from SQLite to PostgreSQL: copy jobs, settings, usage and spending into the new database.
 
 ``python bot.py --copy-to-postgres`` reads ``DATA_DIR``'s SQLite file and writes to ``DATABASE_URL``
 (both schemas are brought to the latest version first). Rows already in PostgreSQL are kept, so the
@@ -18,7 +18,12 @@ from kontext.adapters.storage.postgres import PostgresStore
 from kontext.adapters.storage.sqlite import SqliteStore
 
 #: (table, its key columns) in copy order.
-TABLES = (("jobs", ("id",)), ("guild_settings", ("guild_id",)), ("usage", ("day", "guild_id", "user_id")))
+TABLES = (
+    ("jobs", ("id",)),
+    ("guild_settings", ("guild_id",)),
+    ("usage", ("day", "guild_id", "user_id")),
+    ("spend", ("day", "guild_id", "user_id", "model")),
+)
 
 
 @dataclass(frozen=True)
@@ -28,9 +33,13 @@ class Copied:
     jobs: int
     settings: int
     usage: int
+    spend: int
 
     def __str__(self) -> str:
-        return f"{self.jobs} job(s), {self.settings} server setting(s), {self.usage} usage row(s)"
+        return (
+            f"{self.jobs} job(s), {self.settings} server setting(s), {self.usage} usage row(s), "
+            f"{self.spend} spending row(s)"
+        )
 
 
 def _read(path: Path, table: str) -> tuple[list[str], list[tuple[object, ...]]]:

@@ -29,6 +29,7 @@ from asyncpg.pool import PoolConnectionProxy
 from kontext.adapters.storage import schema, sql
 from kontext.domain.jobs import JobRecord, JobState
 from kontext.domain.policy import Allowed, Denied
+from kontext.domain.usage import LedgerRow
 from kontext.services.ports import Decide, UsageCharge, UsageSnapshot
 
 log = logging.getLogger("kontext.storage")
@@ -39,6 +40,7 @@ Conn = PoolConnectionProxy  # the stubs make it generic; the runtime class is no
 LOCK_MIGRATE = 7301
 LOCK_USAGE = 7302
 LOCK_IDENTIFY = 7303
+LOCK_SPEND = 7304
 
 #: Errors after which a retry on a fresh connection may succeed.
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -52,13 +54,27 @@ TRANSIENT: tuple[type[BaseException], ...] = (
 NOW = sql.NOW_POSTGRES
 
 
-#: A server's jobs today, a user's jobs today there, and the user's last request there (any day).
+#: A server's jobs today, a user's jobs today there, the user's last request there (any day); the
+#: server's money this month ($4..$5 are the month's first and last day), the user's today there.
 _USAGE_NOW = (
     "SELECT"
     " (SELECT COALESCE(SUM(count), 0) FROM usage WHERE day = $1 AND guild_id = $2) AS guild_jobs,"
     " (SELECT COALESCE(SUM(count), 0) FROM usage WHERE day = $1 AND guild_id = $2 AND user_id = $3)"
     " AS user_jobs,"
-    " (SELECT MAX(last_at) FROM usage WHERE guild_id = $2 AND user_id = $3) AS last_at"
+    " (SELECT MAX(last_at) FROM usage WHERE guild_id = $2 AND user_id = $3) AS last_at,"
+    " (SELECT COALESCE(SUM(cost), 0) FROM spend WHERE guild_id = $2 AND day >= $4 AND day <= $5)"
+    " AS guild_spent,"
+    " (SELECT COALESCE(SUM(cost), 0) FROM spend WHERE day = $1 AND guild_id = $2 AND user_id = $3)"
+    " AS user_spent"
+)
+#: Count one admitted job (PostgreSQL only): its usage row and its money, in one statement.
+#: $1 day, $2 guild, $3 user, $4 jobs (+1, or -1 for a refund), $5 last use, $6 model, $7 money.
+_COUNT_JOB = (
+    f"WITH counted AS ({sql.ADD_USAGE}) "
+    "INSERT INTO spend (day, guild_id, user_id, model, jobs, cost) "
+    "VALUES ($1, $2, $3, $6, GREATEST($4, 0), GREATEST($7, 0)) "
+    "ON CONFLICT (day, guild_id, user_id, model) "
+    "DO UPDATE SET jobs = GREATEST(spend.jobs + $4, 0), cost = GREATEST(spend.cost + $7, 0)"
 )
 
 
@@ -258,10 +274,11 @@ class PostgresStore:
         """Clear the interaction token of every finished job (a credential no longer needed)."""
         return await self._execute("forget tokens", sql.FORGET_TOKENS, *sql.FINAL)
 
-    async def prune(self, before: float) -> tuple[int, int]:
-        day = time.strftime("%Y-%m-%d", time.gmtime(before))
+    async def prune(self, before: float, spend_before: float | None = None) -> tuple[int, int]:
         jobs = await self._execute("prune jobs", sql.PRUNE_JOBS, *sql.FINAL, before)
-        usage = await self._execute("prune usage", sql.PRUNE_USAGE, day)
+        usage = await self._execute("prune usage", sql.PRUNE_USAGE, sql.utc_day(before))
+        spend_day = sql.utc_day(spend_before or before)
+        usage += await self._execute("prune spend", sql.PRUNE_SPEND, spend_day)
         return jobs, usage
 
     # --- guild settings and usage rows ----------------------------------------------------------
@@ -289,43 +306,119 @@ class PostgresStore:
     # --- the usage ledger (several processes) ----------------------------------------------------
 
     async def admit(
-        self, guild: int, user_id: int, day: str, now: float, decide: Decide, *, limited: bool = True
+        self,
+        guild: int,
+        user_id: int,
+        day: str,
+        now: float,
+        decide: Decide,
+        *,
+        limited: bool = True,
+        bot_wide: bool = False,
     ) -> tuple[Allowed | Denied, UsageCharge | None]:
-        """Decide and count in one transaction, serialised per server by an advisory lock.
+        """Decide and count in one transaction, serialised per server by an advisory lock (and for
+        the whole bot by a second one when the operator's budget applies: ``bot_wide``).
 
-        A server without quotas or cooldown (``limited=False``) needs no usage to decide: its request
-        is counted in one statement, with no lock and no transaction.
+        A server without quotas, cooldown or budgets (``limited=False``, not ``bot_wide``) needs no
+        usage to decide: its request is counted in one statement, with no lock and no transaction.
         """
-        if not limited:
+        if not limited and not bot_wide:
             decision = decide(UsageSnapshot(0, 0, None))
             if isinstance(decision, Denied):
                 return decision, None
-            await self._execute("count usage", sql.ADD_USAGE, day, guild, user_id, 1, now)
-            return decision, UsageCharge(guild, day, user_id, None)
+            charge = UsageCharge(guild, day, user_id, None, decision.model, decision.cost, now)
+            await self._execute("count usage", *self._count(charge, 1))
+            return decision, charge
 
         async def run(conn: Conn) -> tuple[Allowed | Denied, UsageCharge | None]:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_USAGE, _lock_key(guild))
-                row = await conn.fetchrow(_USAGE_NOW, day, guild, user_id)
+                bot_spent = 0
+                if bot_wide:  # always after the server's lock: one order, no deadlock
+                    await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", LOCK_SPEND)
+                    bot_spent = int(await conn.fetchval(sql.SPEND_ALL_MONTH, *sql.month_bounds(day)))
+                row = await conn.fetchrow(_USAGE_NOW, day, guild, user_id, *sql.month_bounds(day))
                 assert row is not None
                 previous = float(row["last_at"]) if row["last_at"] is not None else None
-                decision = decide(UsageSnapshot(int(row["user_jobs"]), int(row["guild_jobs"]), previous))
+                snapshot = UsageSnapshot(
+                    int(row["user_jobs"]),
+                    int(row["guild_jobs"]),
+                    previous,
+                    guild_month_spent=int(row["guild_spent"]),
+                    user_day_spent=int(row["user_spent"]),
+                    bot_month_spent=bot_spent,
+                )
+                decision = decide(snapshot)
                 if isinstance(decision, Denied):
                     return decision, None
-                await conn.execute(sql.ADD_USAGE, day, guild, user_id, 1, now)
-                return decision, UsageCharge(guild, day, user_id, previous)
+                charge = UsageCharge(guild, day, user_id, previous, decision.model, decision.cost, now)
+                await conn.execute(*self._count(charge, 1))
+                return decision, charge
 
         return await self._retrying("admission", run)
 
+    @staticmethod
+    def _count(charge: UsageCharge, sign: int) -> tuple[str, str, int, int, int, float, str, int]:
+        """The statement and parameters that count (``sign`` 1) or refund (-1) one admission."""
+        at = charge.at if sign > 0 else (charge.previous_last or 0.0)
+        return (
+            _COUNT_JOB,
+            charge.day,
+            charge.guild,
+            charge.user_id,
+            sign,
+            at,
+            charge.model,
+            sign * charge.cost,
+        )
+
     async def refund(self, charge: UsageCharge) -> None:
-        restored = charge.previous_last or 0.0
-        await self.add_usage(charge.day, charge.guild, charge.user_id, restored, count=-1)
+        await self._execute("refund usage", *self._count(charge, -1))
+
+    async def release(self, guild: int, day: str, user_id: int, model: str, cost: int) -> None:
+        await self.add_spend(day, guild, user_id, model, jobs=0, cost=-cost)
 
     async def counts(self, guild: int, day: str) -> dict[int, int]:
         return (await self.usage_snapshot(day, guild))[0]
 
+    async def peek(self, guild: int, user_id: int, day: str) -> UsageSnapshot:
+        rows = await self._fetch("usage now", _USAGE_NOW, day, guild, user_id, *sql.month_bounds(day))
+        row = rows[0]
+        return UsageSnapshot(
+            int(row["user_jobs"]),
+            int(row["guild_jobs"]),
+            float(row["last_at"]) if row["last_at"] is not None else None,
+            guild_month_spent=int(row["guild_spent"]),
+            user_day_spent=int(row["user_spent"]),
+            bot_month_spent=await self.spend_month_total(day),
+        )
+
     async def flush(self) -> None:
         return None  # every count is written before admit returns
+
+    # --- the spending ledger ----------------------------------------------------------------------
+
+    async def add_spend(
+        self, day: str, guild_id: int, user_id: int, model: str, *, jobs: int, cost: int
+    ) -> None:
+        await self._execute("add spend", sql.ADD_SPEND, day, guild_id, user_id, model, jobs, cost)
+
+    async def spend_snapshot(self, day: str, guild_id: int) -> tuple[int, dict[int, int]]:
+        month = await self._fetch("spend month", sql.SPEND_GUILD_MONTH, guild_id, *sql.month_bounds(day))
+        users = await self._fetch("spend users", sql.SPEND_USERS_DAY, day, guild_id)
+        return int(month[0][0]), {int(r[0]): int(r[1]) for r in users}
+
+    async def spend_month_total(self, day: str) -> int:
+        rows = await self._fetch("spend total", sql.SPEND_ALL_MONTH, *sql.month_bounds(day))
+        return int(rows[0][0])
+
+    async def spend_rows(self, guild_id: int, first_day: str, last_day: str) -> list[LedgerRow]:
+        rows = await self._fetch("spend rows", sql.SPEND_ROWS, guild_id, first_day, last_day)
+        return [sql.spend_from_row(row) for row in rows]
+
+    async def failure_counts(self, guild_id: int, since: float) -> dict[str, int]:
+        rows = await self._fetch("failure counts", sql.FAILURE_COUNTS, guild_id, since)
+        return {str(r[0] or "unknown"): int(r[1]) for r in rows}
 
     # --- the session-start gate ------------------------------------------------------------------
 

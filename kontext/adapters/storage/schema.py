@@ -118,6 +118,24 @@ MIGRATIONS: Final = (
         ALTER TABLE jobs ADD COLUMN input_ref TEXT
         """,
     ),
+    Migration(
+        5,
+        "what jobs cost: each job's price (micros), and the spending ledger per day, server, user, model",
+        """
+        ALTER TABLE jobs ADD COLUMN cost INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX jobs_guild ON jobs(guild_id, created_at);
+        CREATE TABLE spend (
+            day TEXT NOT NULL,
+            guild_id INTEGER NOT NULL,
+            user_id INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            jobs INTEGER NOT NULL,
+            cost INTEGER NOT NULL,
+            PRIMARY KEY (day, guild_id, user_id, model)
+        );
+        CREATE INDEX spend_guild ON spend(guild_id, day)
+        """,
+    ),
 )
 
 LATEST: Final = MIGRATIONS[-1].version

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
 from kontext.domain.jobs import ACTIVE_STATES, FINAL_STATES, JobRecord, JobState
+from kontext.domain.usage import LedgerRow
 
 COLUMNS: Final = JobRecord.column_names()
 _BOOL_COLUMNS: Final = frozenset({"prompt_upsampling"})
@@ -120,3 +121,46 @@ ADD_USAGE: Final = (
 )
 USAGE_COUNTS: Final = "SELECT user_id, count FROM usage WHERE day = $1 AND guild_id = $2"
 USAGE_LAST: Final = "SELECT user_id, MAX(last_at) AS last_at FROM usage WHERE guild_id = $1 GROUP BY user_id"
+
+ADD_SPEND: Final = (
+    "INSERT INTO spend (day, guild_id, user_id, model, jobs, cost) "
+    "VALUES ($1, $2, $3, $4, GREATEST($5, 0), GREATEST($6, 0)) "
+    "ON CONFLICT (day, guild_id, user_id, model) "
+    "DO UPDATE SET jobs = GREATEST(spend.jobs + $5, 0), cost = GREATEST(spend.cost + $6, 0)"
+)
+#: A server's money from day $2 to day $3 (a month), and per user on one day.
+SPEND_GUILD_MONTH: Final = (
+    "SELECT COALESCE(SUM(cost), 0) FROM spend WHERE guild_id = $1 AND day >= $2 AND day <= $3"
+)
+SPEND_USERS_DAY: Final = (
+    "SELECT user_id, SUM(cost) FROM spend WHERE day = $1 AND guild_id = $2 GROUP BY user_id"
+)
+SPEND_ALL_MONTH: Final = "SELECT COALESCE(SUM(cost), 0) FROM spend WHERE day >= $1 AND day <= $2"
+SPEND_ROWS: Final = (
+    "SELECT day, user_id, model, jobs, cost FROM spend "
+    "WHERE guild_id = $1 AND day >= $2 AND day <= $3 ORDER BY day, model, user_id"
+)
+FAILURE_COUNTS: Final = (
+    "SELECT error_code, COUNT(*) FROM jobs WHERE guild_id = $1 AND state = 'failed' AND created_at >= $2 "
+    "GROUP BY error_code"
+)
+PRUNE_SPEND: Final = "DELETE FROM spend WHERE day < $1"
+
+
+def month_bounds(day: str) -> tuple[str, str]:
+    """The first and last possible day text of the month of ``day`` (``2026-12-01``, ``2026-12-31``)."""
+    return day[:8] + "01", day[:8] + "31"
+
+
+def spend_from_row(row: Row) -> LedgerRow:
+    return LedgerRow(
+        day=str(row["day"]),
+        user_id=int(row["user_id"]),
+        model=str(row["model"]),
+        jobs=int(row["jobs"]),
+        cost=int(row["cost"]),
+    )
+
+
+def utc_day(ts: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))

@@ -25,6 +25,7 @@ try:
 except ImportError:  # pragma: no cover - Windows: no process lock, one bot per data dir is on the operator
     fcntl = None  # type: ignore[assignment]
 from kontext.domain.jobs import JobRecord, JobState
+from kontext.domain.usage import LedgerRow
 
 log = logging.getLogger("kontext.storage")
 T = TypeVar("T")
@@ -212,11 +213,13 @@ class SqliteStore:
         """Clear the interaction token of every finished job (a credential no longer needed)."""
         return await self._execute(sql.FORGET_TOKENS, sql.FINAL)
 
-    async def prune(self, before: float) -> tuple[int, int]:
-        """Delete finished jobs and usage rows older than ``before`` (Unix s); returns both counts."""
-        day = time.strftime("%Y-%m-%d", time.gmtime(before))
+    async def prune(self, before: float, spend_before: float | None = None) -> tuple[int, int]:
+        """Delete finished jobs and usage rows older than ``before`` (Unix s), and spending rows older
+        than ``spend_before`` (default: ``before``); returns the jobs and the other rows removed."""
+        day = sql.utc_day(before)
         jobs = await self._execute(sql.PRUNE_JOBS, [*sql.FINAL, before])
         usage = await self._execute(sql.PRUNE_USAGE, [day])
+        usage += await self._execute(sql.PRUNE_SPEND, [sql.utc_day(spend_before or before)])
         return jobs, usage
 
     # --- guild settings and usage -------------------------------------------------------------
@@ -242,3 +245,28 @@ class SqliteStore:
         counts = await self._fetch(sql.USAGE_COUNTS, (day, guild_id))
         last = await self._fetch(sql.USAGE_LAST, (guild_id,))
         return {int(r[0]): int(r[1]) for r in counts}, {int(r[0]): float(r[1]) for r in last}
+
+    # --- the spending ledger ----------------------------------------------------------------------
+
+    async def add_spend(
+        self, day: str, guild_id: int, user_id: int, model: str, *, jobs: int, cost: int
+    ) -> None:
+        await self._execute(sql.ADD_SPEND, (day, guild_id, user_id, model, jobs, cost))
+
+    async def spend_snapshot(self, day: str, guild_id: int) -> tuple[int, dict[int, int]]:
+        first, last = sql.month_bounds(day)
+        month = await self._fetch(sql.SPEND_GUILD_MONTH, (guild_id, first, last))
+        users = await self._fetch(sql.SPEND_USERS_DAY, (day, guild_id))
+        return int(month[0][0]), {int(r[0]): int(r[1]) for r in users}
+
+    async def spend_month_total(self, day: str) -> int:
+        rows = await self._fetch(sql.SPEND_ALL_MONTH, sql.month_bounds(day))
+        return int(rows[0][0])
+
+    async def spend_rows(self, guild_id: int, first_day: str, last_day: str) -> list[LedgerRow]:
+        rows = await self._fetch(sql.SPEND_ROWS, (guild_id, first_day, last_day))
+        return [sql.spend_from_row(row) for row in rows]
+
+    async def failure_counts(self, guild_id: int, since: float) -> dict[str, int]:
+        rows = await self._fetch(sql.FAILURE_COUNTS, (guild_id, since))
+        return {str(r[0] or "unknown"): int(r[1]) for r in rows}
