@@ -22,7 +22,7 @@ from dotenv import load_dotenv
 from kontext.adapters.storage import DatabaseProblem, DataDirInUse, SchemaTooNew
 from kontext.adapters.storage.copy import copy_sqlite_to_postgres
 from kontext.app import create_bot, preflight
-from kontext.config import ConfigError, Settings, load_settings
+from kontext.config import ConfigError, Settings, load_settings, secret_values
 from kontext.support.background import BackgroundTasks
 from kontext.support.logs import setup_logging
 
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(
         settings.log_level,
         json_lines=settings.log_json,
-        secrets=[settings.discord_token, settings.apimart_api_key],
+        secrets=secret_values(settings),  # every secret of the settings table, METRICS_TOKEN included
     )
     return asyncio.run(run_bot(settings))
 

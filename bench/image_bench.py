@@ -77,11 +77,11 @@ async def sandbox_times(box: ImageSandbox, data: bytes, repeat: int) -> tuple[li
     walls, cpus = [], []
     for _ in range(repeat):
         await wait_for(lambda: box.ready == box.limits.workers)
-        cpu_before = box.metrics.counters["image_worker_cpu_ms_total"]
+        cpu_before = box.metrics.value("kontext_image_worker_cpu_seconds_total")
         started = time.perf_counter()
         await box.normalise(data, LIMITS)
         walls.append(time.perf_counter() - started)
-        cpus.append((box.metrics.counters["image_worker_cpu_ms_total"] - cpu_before) / 1000)
+        cpus.append(box.metrics.value("kontext_image_worker_cpu_seconds_total") - cpu_before)
     return walls, cpus
 
 

@@ -6,10 +6,11 @@ Every ``interval`` seconds (on a fixed grid; a late answer moves the next reques
 this process sends ``GET URL`` (the bot's ``/healthz``) on one keep-alive connection and appends
 ``<time.monotonic() when sent> <seconds until the whole answer was read> <HTTP status>`` to ``FILE``,
 until SIGTERM. ``/healthz`` is answered on the bot's event loop by a handler that only reads a few
-counters, so the time is the loop's lag for an event arriving at that moment (whatever callback is
-running must end first; the worst case is the longest stretch the loop is busy) plus a floor of
-about half a millisecond (loopback, HTTP parsing, this process waking up). It also includes time
-the bot waits for a CPU when the machine is busy, which users would feel just the same.
+counters (and at most every 10 s starts a database check it does not wait for), so the time is the
+loop's lag for an event arriving at that moment (whatever callback is running must end first; the
+worst case is the longest stretch the loop is busy) plus a floor of about half a millisecond
+(loopback, HTTP parsing, this process waking up). It also includes time the bot waits for a CPU when
+the machine is busy, which users would feel just the same.
 
 It runs in its own small process so that neither the bot's nor the fakes' event loop (nor their
 GIL) is in the way of the measurement. Failed requests are written with status 0.

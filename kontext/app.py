@@ -38,12 +38,15 @@ from kontext.adapters.storage.inputs import DirectoryArchive, NoArchive
 from kontext.adapters.web.app import build_app, start_web
 from kontext.config import ConfigError, Settings
 from kontext.domain.costs import Money, to_micros
+from kontext.domain.errors import error_codes
+from kontext.domain.generation import MODELS
 from kontext.domain.jobs import JobRecord
 from kontext.domain.policy import BotDefaults
 from kontext.domain.usage import UsageReport
 from kontext.i18n import t
 from kontext.i18n.languages import number_locale
 from kontext.domain.poll_schedule import PollSchedule
+from kontext.services.health import DatabaseProbe, Health
 from kontext.services.intake import Intake
 from kontext.services.moderation import Moderation
 from kontext.services.ports import InputArchive, SessionStartGate, Store
@@ -111,11 +114,12 @@ class App:
     charts: ChartRenderer
     intake: Intake
     interactions: InteractionIntake
+    checks: Health
 
     def __init__(self, settings: Settings, *, poll_schedule: PollSchedule | None = None) -> None:
         self.settings = settings
         self.poll_schedule = poll_schedule
-        self.metrics = Metrics()
+        self.metrics = Metrics(models=MODELS, reasons=error_codes())
         self.web_port: int | None = None
         self._bot: KontextBot | None = None
         self._web_runner: web.AppRunner | None = None
@@ -198,7 +202,9 @@ class App:
         self.runner.on_finished = self.modlog.finished
         self.runner.wants_thumbnails = self.modlog.wants_thumbnails
         self.intake = Intake(s, self.runner, self.moderation, on_denied=self.modlog.denied)
-        self.interactions = InteractionIntake(self.intake, self.runner.foreground)
+        self.interactions = InteractionIntake(self.intake, self.runner.foreground, self.metrics)
+        self.checks = self._health_checks(bot)
+        self._started.add("health")
         await self._start_web(host if isinstance(host, LocalHost) else None)
         self._housekeeping.spawn(
             every(DAY_S, self._prune, logger=log, what="retention pruning"), name="retention"
@@ -234,6 +240,15 @@ class App:
             self.inputs = DirectoryArchive(self.settings.data_dir / "inputs")
         return self.inputs
 
+    def _health_checks(self, bot: KontextBot) -> Health:
+        return Health(
+            self.runner,
+            discord_connected=bot.connected,
+            latency=lambda: bot.latency,
+            image_workers_available=lambda: self.images.available,
+            database=DatabaseProbe(self.store),
+        )
+
     def _reporter(self, job: JobRecord) -> DiscordReporter:
         assert self._bot is not None
         return DiscordReporter(self._bot, job, self._bot.result_view_factory)
@@ -241,7 +256,12 @@ class App:
     async def _start_web(self, local: LocalHost | None) -> None:
         if not self.settings.web_enabled:
             return
-        app = build_app(self.metrics, self.health, local.resolve if local is not None else None)
+        app = build_app(
+            self.metrics,
+            self.health,
+            local.resolve if local is not None else None,
+            metrics_token=self.settings.metrics_token,
+        )
         self._web_runner, self.web_port = await start_web(app, self.settings.web_host, self.settings.web_port)
         if local is not None:
             self._housekeeping.spawn(
@@ -272,16 +292,8 @@ class App:
         return await self.runner.resume_all()
 
     def health(self) -> dict[str, Any]:
-        bot = self._bot
-        connected = bot is not None and bot.connected()
-        latency = bot.latency if bot is not None and connected else float("nan")
-        return {
-            "ok": connected and self.runner.accepting,
-            "discord_connected": connected,
-            "latency_ms": round(latency * 1000) if latency == latency else None,
-            "jobs_running": self.runner.scheduler.running_total,
-            "jobs_waiting": self.runner.scheduler.waiting_count,
-        }
+        """What ``/healthz`` answers: ``ok``, the ``problems`` (see :mod:`kontext.services.health`)."""
+        return self.checks.report()
 
     async def close(self) -> None:
         """Stop in dependency order; parts that never started are skipped."""
@@ -295,6 +307,8 @@ class App:
         await self._housekeeping.close()
         if self._web_runner is not None:
             await self._web_runner.cleanup()
+        if "health" in self._started:
+            await self.checks.database.close()
         if "images" in self._started:
             await self.images.close()
         if "charts" in self._started:

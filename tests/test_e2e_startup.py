@@ -10,6 +10,7 @@ import pytest
 
 from tests.harness import World
 from tests.processes import BotProcess
+from tests.scrape import Scrape
 
 
 async def test_dev_guild_gets_commands_instantly_and_nothing_global(world: World) -> None:
@@ -31,10 +32,11 @@ async def test_healthz_and_metrics_of_a_running_bot(world: World) -> None:
             metrics = await resp.text()
         async with session.get(base + "/files/") as resp:
             assert resp.status == 404, "no hosted-file route unless IMAGE_HOST=local"
-    assert health["ok"] is True and health["discord_connected"] is True
-    assert "kontext_jobs_done_total 1" in metrics
-    assert "kontext_jobs_submitted_total 1" in metrics
-    assert "kontext_jobs_running 0" in metrics
+    assert health["ok"] is True and health["discord_connected"] is True and health["problems"] == []
+    scraped = Scrape.parse(metrics)
+    assert scraped.value("kontext_jobs_total", model="flux-kontext-pro", outcome="done") == 1
+    assert scraped.value("kontext_jobs_submitted_total", model="flux-kontext-pro") == 1
+    assert scraped.value("kontext_jobs_running") == 0
     await world.stop_bot()
 
 

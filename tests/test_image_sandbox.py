@@ -180,7 +180,7 @@ async def test_a_decode_past_the_timeout_is_killed_and_the_pool_goes_on(make_san
     elapsed = time.perf_counter() - started
     assert 1.5 <= elapsed < 3.0, elapsed
     assert "killed" in slow.value.detail and slow.value.code == "image_too_slow"
-    assert box.metrics.counters["image_workers_killed_total"] == 1
+    assert box.metrics.value("kontext_image_workers_lost_total", cause="timeout") == 1
     out = await box.normalise(hostile.small_jpeg(), LIMITS, owner=1)
     assert out.width == 320
 
@@ -329,7 +329,7 @@ async def test_a_spare_that_died_unnoticed_costs_the_job_nothing(make_sandbox: M
     assert box._spares[0].alive, "not noticed yet"
     assert (await box.normalise(hostile.small_jpeg(), LIMITS)).width == 320
     assert pid not in box.pids()
-    assert box.metrics.counters["image_workers_dead_on_arrival_total"] == 1
+    assert box.metrics.value("kontext_image_workers_lost_total", cause="dead_on_arrival") == 1
 
 
 async def test_the_event_loop_keeps_running_while_workers_decode(make_sandbox: MakeSandbox) -> None:

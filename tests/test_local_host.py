@@ -12,6 +12,7 @@ import pytest
 from kontext.adapters.hosting.local import LocalHost, load_secret
 from kontext.adapters.web.app import build_app, start_web
 from kontext.support.metrics import Metrics
+from tests.scrape import Scrape
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -90,5 +91,6 @@ async def test_healthz_and_metrics(served) -> None:
     async with session.get(base + "/metrics") as resp:
         assert resp.status == 200
         text = await resp.text()
-    assert "kontext_hosted_file_served_total 1" in text
-    assert "kontext_hosted_file_denied_total 1" in text
+    metrics = Scrape.parse(text)
+    assert metrics.value("kontext_hosted_files_total", outcome="served") == 1
+    assert metrics.value("kontext_hosted_files_total", outcome="denied") == 1

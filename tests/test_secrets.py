@@ -1,5 +1,5 @@
-"""Security checks: DISCORD_TOKEN and APIMART_API_KEY never appear in logs, messages, exceptions, the
-database or the web server's answers; interaction tokens are not kept once a job has ended.
+"""Security checks: DISCORD_TOKEN, APIMART_API_KEY and METRICS_TOKEN never appear in logs, messages,
+exceptions, the database or the web server's answers; interaction tokens are not kept once a job has ended.
 
 Logs are captured RAW (every logger, DEBUG, before any filter), so the bot's own code is checked, not
 only the scrubbing filter; the filter itself (kontext.support.logs.JobFilter, installed by setup_logging) is
@@ -23,15 +23,17 @@ import aiohttp
 import pytest
 
 import bot as bot_module
-from kontext.config import load_settings
+from kontext.config import load_settings, secret_values
 from kontext.support.logs import JobFilter, JsonFormatter, job_context
 from tests.fakes.discord import FakeInteraction
-from tests.harness import API_KEY, ROOT, TOKEN, World, make_image
+from tests.harness import API_KEY, ROOT, TOKEN, World, free_port, make_image
+from tests.scrape import get
 from tests.waiting import eventually
 
 WEBHOOK_EDIT = r"^/webhooks/\d+/[^/]+/messages/\d+$"
 CHANNEL_POST = r"^/channels/\d+/messages$"
-SECRETS = {"DISCORD_TOKEN": TOKEN, "APIMART_API_KEY": API_KEY}
+METRICS_TOKEN = "metrics-token-that-must-never-leak-42"
+SECRETS = {"DISCORD_TOKEN": TOKEN, "APIMART_API_KEY": API_KEY, "METRICS_TOKEN": METRICS_TOKEN}
 
 
 class Capture(logging.Handler):
@@ -81,12 +83,14 @@ def db_rows(data_dir: Path) -> list[dict[str, Any]]:
 
 
 async def web_bodies(port: int) -> str:
+    """/metrics (refused without the token, then with it) and /healthz."""
     async with aiohttp.ClientSession() as session:
         texts = []
-        for path in ("/metrics", "/healthz"):
-            async with session.get(f"http://127.0.0.1:{port}{path}") as resp:
-                assert resp.status in (200, 503)
-                texts.append(await resp.text())
+        for path, token in (("/metrics", None), ("/metrics", METRICS_TOKEN), ("/healthz", None)):
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            async with session.get(f"http://127.0.0.1:{port}{path}", headers=headers) as resp:
+                assert resp.status in ((200, 503) if path == "/healthz" else (200 if token else 401,))
+                texts.append(await resp.text() + json.dumps(dict(resp.headers)))
     return "\n".join(texts)
 
 
@@ -144,7 +148,7 @@ async def wait_for_status(inter: FakeInteraction, prefix: str) -> None:
 async def test_no_secret_leaks_on_success_and_failure_paths(
     world: World, all_logs: list[logging.LogRecord]
 ) -> None:
-    bot = await world.start_bot()
+    bot = await world.start_bot(METRICS_TOKEN=METRICS_TOKEN)
     inters: list[FakeInteraction] = []
 
     # 1. a normal job, with an APIMart 500 whose body echoes the key while polling
@@ -186,10 +190,13 @@ async def test_no_secret_leaks_on_success_and_failure_paths(
 
 
 async def test_local_host_secret_file_is_private(world: World, all_logs: list[logging.LogRecord]) -> None:
-    from tests.harness import free_port
-
     port = free_port()
-    await world.start_bot(IMAGE_HOST="local", WEB_PORT=str(port), PUBLIC_BASE_URL=f"http://127.0.0.1:{port}")
+    await world.start_bot(
+        IMAGE_HOST="local",
+        WEB_PORT=str(port),
+        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+        METRICS_TOKEN=METRICS_TOKEN,
+    )
     inter = await world.edit(make_image(96, 64))
     await world.result_of(inter)
     secret_file = world.data_dir / "web_secret"
@@ -218,6 +225,24 @@ async def test_discord_rejecting_the_token_is_one_clear_line_without_the_token(
         assert wrong not in text and TOKEN not in text and API_KEY not in text, record.name
 
 
+def test_every_secret_setting_is_scrubbed_from_the_logs() -> None:
+    """bot.py gives the log filter secret_values(settings): every value the table marks secret."""
+    env = {
+        "DISCORD_TOKEN": TOKEN,
+        "APIMART_API_KEY": f"Bearer {API_KEY}",
+        "METRICS_TOKEN": f"Bearer {METRICS_TOKEN}",
+        "S3_ACCESS_KEY_ID": "AKIAEXAMPLEKEY",
+        "S3_SECRET_ACCESS_KEY": "s3-secret-access-key-example",
+        "DATABASE_URL": "postgresql://kontext:db-password-example@db:5432/kontext",
+    }
+    values = secret_values(load_settings(env))
+    assert sorted(values) == sorted([TOKEN, API_KEY, METRICS_TOKEN, *list(env.values())[3:]])
+    assert secret_values(load_settings({"DISCORD_TOKEN": TOKEN, "APIMART_API_KEY": API_KEY})) == [
+        TOKEN,
+        API_KEY,
+    ]
+
+
 def test_log_filter_scrubs_secrets_from_messages_args_and_tracebacks() -> None:
     """Defence in depth: whatever a library puts in an exception or a message, setup_logging's filter
     replaces the configured secrets before a line is written (plain and JSON formats)."""
@@ -232,14 +257,14 @@ def test_log_filter_scrubs_secrets_from_messages_args_and_tracebacks() -> None:
 
     for formatter in (logging.Formatter("%(levelname)s [job=%(job)s] %(message)s"), JsonFormatter()):
         handler = ListHandler()
-        handler.addFilter(JobFilter([TOKEN, API_KEY]))
+        handler.addFilter(JobFilter([TOKEN, API_KEY, METRICS_TOKEN]))
         handler.setFormatter(formatter)
         log = logging.getLogger("tests.secrets.scrub")
         log.addHandler(handler)
         log.propagate = False
         try:
             with job_context("job123"):
-                log.warning("key=%s token=%s", API_KEY, TOKEN)
+                log.warning("key=%s token=%s metrics=%s", API_KEY, TOKEN, METRICS_TOKEN)
                 log.warning(f"inline {TOKEN}")
                 try:
                     try:
@@ -251,14 +276,22 @@ def test_log_filter_scrubs_secrets_from_messages_args_and_tracebacks() -> None:
         finally:
             log.removeHandler(handler)
         output = "\n".join(handler.lines)
-        assert output.count("[redacted]") >= 5, output
-        assert TOKEN not in output and API_KEY not in output
+        assert output.count("[redacted]") >= 6, output
+        assert TOKEN not in output and API_KEY not in output and METRICS_TOKEN not in output
         assert "job123" in output and "RuntimeError" in output and "ValueError" in output
 
 
 async def test_real_process_logs_at_debug_hold_no_secret(world: World, tmp_path: Path) -> None:
     """The production pipeline (setup_logging, LOG_LEVEL=DEBUG) end to end in a real bot process."""
-    env = {**os.environ, **world.env, "PYTHONPATH": str(ROOT), "LOG_LEVEL": "DEBUG"}
+    port = free_port()
+    env = {
+        **os.environ,
+        **world.env,
+        "PYTHONPATH": str(ROOT),
+        "LOG_LEVEL": "DEBUG",
+        "METRICS_TOKEN": METRICS_TOKEN,
+        "WEB_PORT": str(port),
+    }
     log_path = tmp_path / "bot.log"
     with log_path.open("wb") as log_file:
         proc = await asyncio.create_subprocess_exec(
@@ -274,6 +307,9 @@ async def test_real_process_logs_at_debug_hold_no_secret(world: World, tmp_path:
             bad = await world.edit()
             await world.failure_of(bad)
             await eventually(lambda: "job failed (api_auth)" in log_path.read_text(errors="replace"))
+            assert (await get(port, "/metrics", METRICS_TOKEN[::-1]))[0] == 401
+            status, metrics, _ = await get(port, "/metrics", METRICS_TOKEN)
+            assert status == 200 and "kontext_jobs_total" in metrics
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 10) == 0
         finally:

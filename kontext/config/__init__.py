@@ -9,7 +9,7 @@ The single source of truth is the table in :mod:`kontext.config.settings` (the b
   them, ``--markdown`` / ``--env-example`` print them, ``--check`` exits 1 when they are stale.
 """
 
-from kontext.config.schema import ConfigError
+from kontext.config.schema import ConfigError, secret_values
 from kontext.config.settings import IMAGE_HOSTS, LOG_LEVELS, Settings, load_settings
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "ConfigError",
     "Settings",
     "load_settings",
+    "secret_values",
 ]

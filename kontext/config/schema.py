@@ -392,3 +392,9 @@ def load(cls: type[D], env: Mapping[str, str]) -> D:
             continue
         values[spec.attr] = spec.parse(raw.strip())
     return cast(Callable[..., D], cls)(**values)
+
+
+def secret_values(settings: object) -> list[str]:
+    """The values of every secret setting that is set (what the log filter scrubs)."""
+    values = (getattr(settings, spec.attr) for spec in specs(type(settings)) if spec.secret)
+    return [value for value in values if isinstance(value, str) and value]

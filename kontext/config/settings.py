@@ -248,6 +248,20 @@ class Settings:
         group=WEB,
         help="Port the web server listens on (0 = any free port).",
     )
+    metrics_token: str | None = setting(
+        "METRICS_TOKEN",
+        Pattern(
+            r"[\x21-\x7e]{16,512}",
+            what="token (16-512 printable characters)",
+            problem="malformed (16-512 printable characters, no spaces)",
+            strip_prefix="Bearer ",
+        ),
+        default=None,
+        secret=True,
+        group=WEB,
+        help="When set, `/metrics` answers only requests with `Authorization: Bearer <this token>` "
+        "(others get 401); `/healthz` stays open. Unset = `/metrics` is open (keep the port private).",
+    )
 
     # --- state and logs ---
     data_dir: Path = setting(  # noqa: RUF009 - setting() is this table's dataclasses.field()

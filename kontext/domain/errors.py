@@ -238,3 +238,13 @@ class BusyError(KontextError):
     """Too many jobs are waiting (params: limit)."""
 
     code = "busy"
+
+
+def error_codes() -> frozenset[str]:
+    """Every message code a :class:`KontextError` can carry (the bounded set of failure reasons)."""
+    codes, todo = set(), [KontextError]
+    while todo:
+        cls = todo.pop()
+        codes.add(cls.code)
+        todo += cls.__subclasses__()
+    return frozenset(codes)

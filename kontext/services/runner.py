@@ -54,6 +54,7 @@ from kontext.domain.images import FittedResult, ImageLimits
 from kontext.domain.jobs import ACTIVE_STATES, JobKind, JobRecord, JobState
 from kontext.domain.poll_schedule import PollSchedule
 from kontext.services.foreground import Foreground
+from kontext.services.job_metrics import JobMetrics
 from kontext.services.polling import wait_for_task
 from kontext.services.ports import (
     Accounting,
@@ -156,8 +157,10 @@ class JobRunner:
         self._submitting: set[str] = set()
         self._submits_drained = asyncio.Event()
         self._leases = BackgroundTasks("leases", log)
-        metrics.gauge("jobs_running", lambda: self.scheduler.running_total)
-        metrics.gauge("jobs_waiting", lambda: self.scheduler.waiting_count)
+        self.job_metrics = JobMetrics(metrics)
+        metrics.watch_jobs(
+            running=lambda: self.scheduler.running_total, waiting=lambda: self.scheduler.waiting_count
+        )
 
     # --- admission (the one place the waiting line is bounded) -------------------------------
 
@@ -185,7 +188,7 @@ class JobRunner:
             await self.ports.store.insert_job(job)
         finally:
             self.release()
-        self.metrics.inc("jobs_accepted_total")
+        self.job_metrics.accepted(job)
         self._spawn(job, resumed=False)
 
     async def find_job(self, job_id: str) -> JobRecord | None:
@@ -226,7 +229,7 @@ class JobRunner:
                 self._spawn_failure(job, JobInterrupted("interrupted during submit"))
                 continue
             log.info("resuming job %s in state %s", job.id, job.state)
-            self.metrics.inc("jobs_resumed_total")
+            self.job_metrics.resumed(job)
             self._spawn(job, resumed=True)
         return taken
 
@@ -269,6 +272,7 @@ class JobRunner:
 
         def forget(_task: asyncio.Task[None], job_id: str = job.id) -> None:
             self._running.pop(job_id, None)
+            self.job_metrics.forget(job_id)
 
         task.add_done_callback(forget)
 
@@ -325,6 +329,7 @@ class JobRunner:
             first_report_after=report_every,
         )
         async with slot:
+            self.job_metrics.started(job)
             # the poll phase enforces the deadline itself (and says why it gave up);
             # the outer timeout is the safety net for every other step
             budget = max(0.0, run.deadline - time.time()) + DEADLINE_SLACK_S
@@ -439,6 +444,7 @@ class JobRunner:
         )
         await self._move(job, JobState.HOSTED, JobState.SUBMITTING)
         self._submitting.add(job.id)
+        self.job_metrics.submitting(job)
         try:
             task_id = await self.ports.provider.submit(request, idempotency_key=job.id)
             log.info("task %s created", task_id)  # before the write: an operator can still find it
@@ -449,7 +455,7 @@ class JobRunner:
             self._submitting.discard(job.id)
             if not self._submitting:
                 self._submits_drained.set()
-        self.metrics.inc("jobs_submitted_total")
+        self.job_metrics.submitted(job)
         log.info(
             "submitted %s as task %s (size=%s safety=%d)", job.model, task_id, job.size, job.safety_tolerance
         )
@@ -473,6 +479,7 @@ class JobRunner:
             on_update=on_update,
             schedule=self.schedule,
         )
+        self.job_metrics.task_finished(job)
         if not status.result_urls:
             raise ResultError("completed task has no result URL", reason="no image in the result")
         await self._move(job, JobState.SUBMITTED, JobState.DELIVERING, result_url=status.result_urls[0])
@@ -497,7 +504,8 @@ class JobRunner:
             # interactions with their own tokens): do not keep a credential we no longer need
             interaction_token=None,
         )
-        self.metrics.inc("jobs_done_total")
+        self.job_metrics.done(job)
+        self.job_metrics.billed(job, self.settings.price_currency)
         log.info("delivered via %s after %.1f s", delivered.kind, job.elapsed())
         await self._cleanup(job, fitted.thumbnail or None)
 
@@ -551,8 +559,9 @@ class JobRunner:
             return
         if held and not was_billed:
             await self._release(job, held)
-        self.metrics.inc("jobs_failed_total")
-        self.metrics.inc(f"jobs_failed_{error.code}_total")
+        self.job_metrics.failed(job, error.code)
+        if was_billed:
+            self.job_metrics.billed(job, self.settings.price_currency)
         try:
             await reporter.fail(Failed(error))
         except Exception as exc:  # noqa: BLE001 - the failure is recorded; telling the user is best effort

@@ -120,7 +120,10 @@ class KontextBot(commands.AutoShardedBot):
         self._closing_started = False
 
     def connected(self) -> bool:
-        return not self.is_closed() and self.is_ready()
+        """Ready, and every shard's gateway connection open (not reconnecting)."""
+        if self.is_closed() or not self.is_ready():
+            return False
+        return not any(shard.is_closed() for shard in self.shards.values())
 
     async def login(self, token: str) -> None:
         if not isinstance(self.http.connector, aiohttp.BaseConnector):  # discord.py's own: unlimited

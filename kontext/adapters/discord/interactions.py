@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -30,6 +31,7 @@ from kontext.services.intake import (
     Refused,
     looks_like_image,
 )
+from kontext.support.metrics import Metrics
 
 log = logging.getLogger("kontext.interactions")
 
@@ -130,10 +132,13 @@ async def report_unexpected(interaction: discord.Interaction[Any], error: BaseEx
 class InteractionIntake:
     """Runs a request through the intake and answers Discord (see the module docstring)."""
 
-    def __init__(self, intake: Intake, foreground: Foreground | None = None) -> None:
+    def __init__(
+        self, intake: Intake, foreground: Foreground | None = None, metrics: Metrics | None = None
+    ) -> None:
         self.intake = intake
         #: Marks each acknowledgement in progress, so job steps give way to it.
         self.foreground = foreground or Foreground()
+        self.metrics = metrics or Metrics()
 
     async def refuse(self, interaction: discord.Interaction[Any], text: str) -> None:
         await reply_privately(interaction, text)
@@ -148,6 +153,8 @@ class InteractionIntake:
             return None
         try:
             deferred = await interaction.response.defer(thinking=True)
+            # from the interaction's creation (its snowflake's time) to Discord's answer to the defer
+            self.metrics.acknowledged(time.time() - interaction.created_at.timestamp())
             # Discord names the "thinking…" message in its answer; asking for it again costs a request
             status_id = deferred.message_id if deferred else None
             if status_id is None:

@@ -259,9 +259,13 @@ class ImageSandbox:
         self._ids = itertools.count(1)
         self._closed = False
         self._final = False
-        self.metrics.gauge("image_workers_busy", lambda: len(self._busy))
-        self.metrics.gauge("image_workers_ready", lambda: len(self._spares))
-        self.metrics.gauge("image_jobs_waiting", lambda: self.scheduler.waiting_count)
+        #: Whether the last attempt to start a worker worked (see :attr:`available`).
+        self._starts_work = True
+        self.metrics.watch_image_workers(
+            busy=lambda: len(self._busy),
+            ready=lambda: len(self._spares),
+            waiting=lambda: self.scheduler.waiting_count,
+        )
 
     # --- the port -------------------------------------------------------------------------------------
 
@@ -269,7 +273,7 @@ class ImageSandbox:
         self, data: bytes, limits: ImageLimits, *, owner: int | None = None, thumbnail: bool = True
     ) -> NormalisedImage:
         if not thumbnail and (clean := passthrough.clean_input(data, limits, self.structure)) is not None:
-            self.metrics.inc("image_passed_through_total")
+            self.metrics.image_passed("input")
             return clean
         params = {
             "limits": {
@@ -298,7 +302,7 @@ class ImageSandbox:
         if not thumbnail:
             clean = passthrough.clean_result(data, max_bytes, max_pixels, self.structure)
             if clean is not None:
-                self.metrics.inc("image_passed_through_total")
+                self.metrics.image_passed("result")
                 return clean
         params = {"max_bytes": max_bytes, "max_pixels": max_pixels, "structure": self.structure.to_wire()}
         try:
@@ -330,7 +334,7 @@ class ImageSandbox:
                 try:
                     return await self._in_worker(op, header, payload, reply_cap + _REPLY_SLACK)
                 except _DeadOnArrival as exc:  # it died while waiting (the OOM killer?): try another
-                    self.metrics.inc("image_workers_dead_on_arrival_total")
+                    self.metrics.image_worker_lost("dead_on_arrival")
                     if attempt == 2:
                         raise BrokenImage(f"{op}: {exc}, twice") from None
             raise AssertionError("unreachable")
@@ -357,7 +361,7 @@ class ImageSandbox:
                 reply, parts = await wire.receive(worker.sock, reply_cap)
         except TimeoutError:
             worker.kill()
-            self.metrics.inc("image_workers_killed_total")
+            self.metrics.image_worker_lost("timeout")
             raise ImageTooSlow(
                 f"{op}: no answer within {self.limits.timeout_s:g} s; worker {worker.pid} killed"
             ) from None
@@ -370,7 +374,7 @@ class ImageSandbox:
             worker.kill()
             raise BrokenImage(f"{op}: worker {worker.pid} sent a malformed reply ({exc})") from None
         cpu, rss = _number(reply.get("cpu_ms")), _number(reply.get("rss_mb"))
-        self.metrics.inc("image_worker_cpu_ms_total", int(cpu))
+        self.metrics.image_worker_used(cpu / 1000)
         log.debug("%s in worker %d: %.0f ms of CPU, peak %.0f MB resident", op, worker.pid, cpu, rss)
         if not reply.get("ok"):
             raise wire.error_from(reply)
@@ -394,7 +398,7 @@ class ImageSandbox:
         if self._closed:
             return ShuttingDown("image sandbox closed during the job")
         code = await self._in_helper(_collect, worker)
-        self.metrics.inc("image_workers_died_total")
+        self.metrics.image_worker_lost("died")
         log.debug("image worker %d ended with status %s during %s", worker.pid, code, op)
         return _death(op, code, self.limits)
 
@@ -404,7 +408,12 @@ class ImageSandbox:
         return await asyncio.get_running_loop().run_in_executor(self._helper, fn, *args)
 
     async def _new_worker(self) -> _Worker:
-        process, sock = await self._in_helper(_launch, self._context, self._target, self._config)
+        try:
+            process, sock = await self._in_helper(_launch, self._context, self._target, self._config)
+        except Exception:
+            self._starts_work = False
+            raise
+        self._starts_work = True
         loop = asyncio.get_running_loop()
         exited: asyncio.Future[None] = loop.create_future()
         sentinel = process.sentinel
@@ -477,6 +486,11 @@ class ImageSandbox:
     def ready(self) -> int:
         """Workers started and waiting for a job."""
         return len(self._spares)
+
+    @property
+    def available(self) -> bool:
+        """Whether image work can run: not closed, and the last attempt to start a worker worked."""
+        return not self._closed and self._starts_work
 
     def pids(self) -> set[int]:
         """Process ids of every worker, waiting or busy (tests and diagnostics)."""

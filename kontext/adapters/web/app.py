@@ -1,7 +1,12 @@
-"""The bot's aiohttp web server: ``/healthz``, ``/metrics`` and (with ``IMAGE_HOST=local``) hosted files."""
+"""The bot's aiohttp web server: ``/healthz``, ``/metrics`` and (with ``IMAGE_HOST=local``) hosted files.
+
+``/healthz`` is always open. ``/metrics`` requires ``Authorization: Bearer <METRICS_TOKEN>`` when a
+token is configured (compared in constant time; the token is never logged or echoed).
+"""
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -9,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from kontext.support.metrics import Metrics
+from kontext.support.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger("kontext.adapters.web.app")
 
@@ -26,11 +31,25 @@ FileResolver = Callable[[str, str, str], Path | None]
 _FILE_TYPES = {".png": "image/png", ".jpg": "image/jpeg"}
 
 
+def authorized(header: str | None, token: str | None) -> bool:
+    """Whether an ``Authorization`` header carries the bearer ``token`` (always, without a token)."""
+    if token is None:
+        return True
+    scheme, _, given = (header or "").strip().partition(" ")
+    # compare_digest takes as long whatever the first difference: the token cannot be guessed bytewise
+    matches = hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token.encode())
+    return scheme.lower() == "bearer" and matches
+
+
 def build_app(
-    metrics: Metrics, health: Callable[[], dict[str, object]], files: FileResolver | None
+    metrics: Metrics,
+    health: Callable[[], dict[str, object]],
+    files: FileResolver | None,
+    *,
+    metrics_token: str | None = None,
 ) -> web.Application:
     """The web application; ``health()`` returns a dict with at least ``ok: bool``; ``files`` serves
-    the locally hosted inputs (``IMAGE_HOST=local``)."""
+    the locally hosted inputs (``IMAGE_HOST=local``); ``metrics_token`` guards ``/metrics``."""
     started = time.time()
 
     async def healthz(request: web.Request) -> web.Response:
@@ -38,16 +57,20 @@ def build_app(
         return web.json_response(state, status=200 if state.get("ok") else 503, headers=_SECURITY_HEADERS)
 
     async def metrics_view(request: web.Request) -> web.Response:
-        return web.Response(text=metrics.render(), content_type="text/plain", headers=_SECURITY_HEADERS)
+        if not authorized(request.headers.get("Authorization"), metrics_token):
+            headers = {**_SECURITY_HEADERS, "WWW-Authenticate": "Bearer"}
+            return web.Response(status=401, text="unauthorized", headers=headers)
+        headers = {**_SECURITY_HEADERS, "Content-Type": CONTENT_TYPE}
+        return web.Response(body=metrics.render(), headers=headers)
 
     async def hosted_file(request: web.Request) -> web.StreamResponse:
         assert files is not None
         info = request.match_info
         path = files(info["expiry"], info["signature"], info["filename"])
         if path is None or path.suffix not in _FILE_TYPES:
-            metrics.inc("hosted_file_denied_total")
+            metrics.hosted_file("denied")
             raise web.HTTPNotFound(text="not found", headers=_SECURITY_HEADERS)
-        metrics.inc("hosted_file_served_total")
+        metrics.hosted_file("served")
         headers = {**_SECURITY_HEADERS, "Content-Type": _FILE_TYPES[path.suffix]}
         return web.FileResponse(path, headers=headers)
 
