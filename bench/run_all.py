@@ -5,7 +5,7 @@
 Each benchmark runs as a subprocess with this interpreter, from the repository root, with
 ``--json <temporary file>`` (and ``--smoke``, the quick run CI does: about two minutes in all).
 Their figures are merged under the benchmark's name (``poll.``, ``image.``, ``job.``, ``floor.``,
-``admit.``, ``scale.``; nested figures as dotted keys) into one JSON document with stable keys
+``admit.``, ``scale.``, ``chart.``; nested figures as dotted keys) into one JSON document with stable keys
 (bench/README.md lists them)::
 
     {"schema": 1, "meta": {...}, "figures": {"job.burst.defer_ms_p99": 41.2, ...},
@@ -41,6 +41,7 @@ BENCHES = {
     "floor": "bench/defer_floor.py",
     "admit": "bench/admit_bench.py",
     "scale": "bench/scale_bench.py",
+    "chart": "bench/chart_bench.py",
 }
 SCHEMA = 1
 
@@ -99,6 +100,7 @@ TARGETS = (
     Target("job.burst_small.rest_per_job_max", "Discord REST requests per job, burst of 100", "<=", 12),
     Target("job.burst.rest_per_job_max", "Discord REST requests per job, burst of 500", "<=", 12),
     Target("job.inflight.rest_per_job_max", "Discord REST requests per job, 1,000 in flight", "<=", 12),
+    Target("chart.render.loop_lag_ms_max", "event-loop lag while a 90-day chart is drawn", "<", 20, "ms"),
     Target("poll.adaptive.mix.detect_s_mean", "detection after the task ends, mix: mean", "<=", 0.6, "s"),
     Target("poll.adaptive.mix.detect_s_max", "detection after the task ends, mix: max", "<=", 1.5, "s"),
     Target("poll.adaptive.mix.polls_vs_fixed_1s", "polls, share of a fixed 1 s poller's, mix", "<=", 1 / 3),
