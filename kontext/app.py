@@ -12,6 +12,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -42,10 +43,10 @@ from kontext.domain.errors import error_codes
 from kontext.domain.generation import MODELS
 from kontext.domain.jobs import JobRecord
 from kontext.domain.policy import BotDefaults
+from kontext.domain.poll_schedule import PollSchedule
 from kontext.domain.usage import UsageReport
 from kontext.i18n import t
 from kontext.i18n.languages import number_locale
-from kontext.domain.poll_schedule import PollSchedule
 from kontext.services.health import DatabaseProbe, Health
 from kontext.services.intake import Intake
 from kontext.services.moderation import Moderation
@@ -124,7 +125,7 @@ class App:
         self._bot: KontextBot | None = None
         self._web_runner: web.AppRunner | None = None
         self._housekeeping = BackgroundTasks("housekeeping", log)
-        self._started: set[str] = set()
+        self._started: set[str] = {"housekeeping"}
         self._s3: S3Host | None = None
         #: This process's name in job leases (unique even for a restarted process on the same host).
         self.process_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -150,6 +151,7 @@ class App:
         host = build_host(s, self.provider)
         if isinstance(host, S3Host):
             self._s3 = await _opened_s3(host)
+            self._started.add("s3")
         self.images = ImageSandbox(
             SandboxLimits(
                 workers=s.image_workers,
@@ -263,6 +265,7 @@ class App:
             metrics_token=self.settings.metrics_token,
         )
         self._web_runner, self.web_port = await start_web(app, self.settings.web_host, self.settings.web_port)
+        self._started.add("web")
         if local is not None:
             self._housekeeping.spawn(
                 every(
@@ -295,30 +298,28 @@ class App:
         """What ``/healthz`` answers: ``ok``, the ``problems`` (see :mod:`kontext.services.health`)."""
         return self.checks.report()
 
+    def _stops(self) -> list[tuple[str, Callable[[], Awaitable[object]]]]:
+        """How to stop each part, in dependency order (the parts that depend on others first)."""
+        return [
+            ("runner", lambda: self.runner.stop()),
+            ("moderation", lambda: self.moderation.flush()),
+            ("modlog", lambda: self.modlog.close(timeout=5)),
+            ("housekeeping", lambda: self._housekeeping.close()),
+            ("web", lambda: self._web_runner.cleanup() if self._web_runner else asyncio.sleep(0)),
+            ("health", lambda: self.checks.database.close()),
+            ("images", lambda: self.images.close()),
+            ("charts", lambda: self.charts.close()),
+            ("s3", lambda: self._s3.close() if self._s3 else asyncio.sleep(0)),
+            ("session", lambda: self.session.close()),
+            ("store", lambda: self.store.close()),
+        ]
+
     async def close(self) -> None:
         """Stop in dependency order; parts that never started are skipped."""
         started = time.monotonic()
-        if "runner" in self._started:
-            await self.runner.stop()
-        if "moderation" in self._started:
-            await self.moderation.flush()
-        if "modlog" in self._started:
-            await self.modlog.close(timeout=5)
-        await self._housekeeping.close()
-        if self._web_runner is not None:
-            await self._web_runner.cleanup()
-        if "health" in self._started:
-            await self.checks.database.close()
-        if "images" in self._started:
-            await self.images.close()
-        if "charts" in self._started:
-            await self.charts.close()
-        if self._s3 is not None:
-            await self._s3.close()
-        if "session" in self._started:
-            await self.session.close()
-        if "store" in self._started:
-            await self.store.close()
+        for part, stop in self._stops():
+            if part in self._started:
+                await stop()
         log.info("shut down in %.1f s", time.monotonic() - started)
 
 

@@ -4,12 +4,15 @@ moderation log in the server's language."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import sqlite3
 from typing import Any
 
 import pytest
+from PIL import Image
 
-from tests.fakes.discord import FakeInteraction
+from tests.fakes.discord import FakeInteraction, FakeMessage
 from tests.harness import World, make_image
 from tests.test_e2e_moderation import admin, kontext, refused, reply_text
 
@@ -215,3 +218,65 @@ async def test_the_moderation_log_speaks_the_server_s_language(world: World) -> 
     fields = {f["name"]: f["value"] for f in entry.embeds[0]["fields"]}
     assert fields["Anweisung"] == "mach es blau" and fields["Ergebnis"] == "Fertig"
     assert fields["Kosten"] == "0,05\xa0$"
+
+
+async def usage_report(world: World, mod: int, days: int, locale: str = "en-US") -> FakeMessage:
+    inter = await world.discord.slash(
+        "kontext usage", {"days": days}, user_id=mod, guild_id=world.guild.id, locale=locale
+    )
+    callback = await inter.wait_for_callback()
+    assert callback.type == 5, "deferred: the chart takes a moment"
+    return await inter.wait_for(lambda i: i.followups[0] if i.followups else None, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("locale", "title"), [("en-US", "Usage of the last 7 days"), ("ja", "直近 7 日間の利用状況")]
+)
+async def test_kontext_usage_posts_a_chart_and_figures_that_match_the_jobs(
+    world: World, locale: str, title: str
+) -> None:
+    await world.start_bot(**PRICES)
+    mod = await admin(world)
+    await world.result_of(await world.edit())
+    await world.result_of(await world.edit())
+    await world.result_of(await world.edit(model="flux-kontext-max"))
+    world.apimart.script(fail_reason="content policy")
+    await world.failure_of(await world.edit())
+    await settled(world)
+
+    report = await usage_report(world, mod, 7, locale)
+    assert report.ephemeral, "usage is for the admins who ask"
+    [embed] = report.embeds
+    assert embed["title"] == title
+    files = {a.filename: a for a in report.attachments}
+    assert set(files) == {"kontext-usage.png", "kontext-usage.csv"}
+    assert embed["image"]["url"].endswith("kontext-usage.png")
+    png = files["kontext-usage.png"].data
+    assert png.startswith(b"\x89PNG") and len(png) < 1024 * 1024
+    with Image.open(io.BytesIO(png)) as picture:
+        assert picture.size == (1200, 600)
+    rows = list(csv.DictReader(io.StringIO(files["kontext-usage.csv"].data.decode())))
+    assert len(rows) == 7 * 2, "every day, every model"
+    today = [r for r in rows if r["day"] == rows[-1]["day"]]
+    assert {r["model"]: (int(r["jobs"]), r["cost_usd"]) for r in today} == {
+        "flux-kontext-pro": (3, "0.15"),  # two done and one failed task (billed: CHARGE_FAILED_TASKS)
+        "flux-kontext-max": (1, "0.12"),
+    }
+    assert all(int(r["jobs"]) == 0 for r in rows if r["day"] != rows[-1]["day"])
+    if locale == "en-US":
+        assert embed["description"] == "4 edits, $0.27 spent"
+        fields = {f["name"]: f["value"] for f in embed["fields"]}
+        assert (
+            fields["By model (edits · spent)"] == "flux-kontext-pro: 3 · $0.15\nflux-kontext-max: 1 · $0.12"
+        )
+        assert fields["Top members (edits · spent)"] == f"<@{world.user.id}>: 4 · $0.27"
+        assert fields["Failures by reason"] == "`task_failed`: 1"
+
+
+async def test_kontext_usage_of_a_quiet_server(world: World) -> None:
+    await world.start_bot()
+    mod = await admin(world)
+    report = await usage_report(world, mod, 1)
+    [embed] = report.embeds
+    assert embed["title"] == "Usage of the last 1 day" and embed["description"] == "No edits in this period."
+    assert {a.filename for a in report.attachments} == {"kontext-usage.png", "kontext-usage.csv"}
