@@ -18,7 +18,7 @@ settings (tokens, keys, database URLs). Requests and replies travel over its std
 * A worker that ends without answering is replaced. If it had drawn charts before (it may have died
   while idle, before this request reached it) the chart is tried once more in a new worker;
   otherwise, or if that one dies too, :class:`ChartError` (``reason="died"``).
-* A worker idle for ``idle_s`` seconds is stopped (it holds ~100 MB), and started again when needed.
+* A worker idle for ``idle_s`` seconds is stopped (it holds 100-140 MB), and started again when needed.
 * One chart at a time: charts wait for the worker in turn (the timeout starts when a chart's turn
   comes). :meth:`ChartRenderer.close` ends the worker and refuses new charts.
 """
