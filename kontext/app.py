@@ -224,6 +224,10 @@ class App:
             title=t("usage_title", locale, days=len(report.days)),
             jobs_label=t("usage_chart_jobs", locale),
             cost_label=t("usage_chart_cost", locale),
+            # drawn instead if no installed font has the reader's script
+            title_en=t("usage_title", "en", days=len(report.days)),
+            jobs_label_en=t("usage_chart_jobs", "en"),
+            cost_label_en=t("usage_chart_cost", "en"),
         )
         try:
             return await self.charts.render(chart)

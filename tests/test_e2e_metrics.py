@@ -8,6 +8,8 @@ import json
 import re
 from typing import Any
 
+import pytest
+
 from tests.harness import ROOT, World
 from tests.scrape import Scrape, get, health, scrape
 from tests.test_e2e_durable import wait_for_state
@@ -48,6 +50,8 @@ async def test_metrics_count_a_done_and_a_failed_job(world: World) -> None:
     assert scraped.total("kontext_job_failures_total") == 1
     assert scraped.value("kontext_jobs_accepted_total", **PRO) == 2
     assert scraped.value("kontext_jobs_submitted_total", **PRO) == 1, "the refused submit created no task"
+    spent = scraped.value("kontext_spent_total", currency="USD", **PRO)
+    assert spent == pytest.approx(0.04), "the done job's price; the refused submit was not billed"
     assert scraped.total("kontext_jobs_resumed_total") == 0
     # both requests were acknowledged and got a slot; only the done one reached the end
     assert scraped.value("kontext_ack_latency_seconds_count") == 2
@@ -125,8 +129,8 @@ async def test_healthz_says_shutting_down_while_the_bot_stops(world: World) -> N
 # --- the Grafana dashboard -------------------------------------------------------------------------
 
 #: Names a PromQL expression of the dashboard may use that are not metrics.
-PROMQL_WORDS = {"sum", "by", "rate", "histogram_quantile", "label_values", "le", "instance"}
-PROMQL_WORDS |= {"model", "outcome", "reason", "cause", "kind"}  # label names the panels group by
+PROMQL_WORDS = {"sum", "by", "rate", "increase", "histogram_quantile", "label_values", "le", "instance"}
+PROMQL_WORDS |= {"model", "outcome", "reason", "cause", "kind", "currency"}  # label names the panels group by
 
 
 def dashboard_expressions() -> list[str]:
@@ -167,6 +171,7 @@ async def test_every_metric_of_the_dashboard_is_exported(world: World) -> None:
     needed = {
         "kontext_jobs_total",
         "kontext_job_failures_total",
+        "kontext_spent_total",
         "kontext_jobs_running",
         "kontext_jobs_waiting",
         "kontext_image_workers_busy",
