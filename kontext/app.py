@@ -50,7 +50,7 @@ from kontext.i18n.languages import number_locale
 from kontext.services.health import DatabaseProbe, Health
 from kontext.services.intake import Intake
 from kontext.services.moderation import Moderation
-from kontext.services.ports import InputArchive, SessionStartGate, Store
+from kontext.services.ports import ImageHost, InputArchive, SessionStartGate, Store
 from kontext.services.runner import JobRunner, RunnerPorts
 from kontext.services.usage_report import UsageReports
 from kontext.support.background import BackgroundTasks, every
@@ -131,9 +131,33 @@ class App:
         self.process_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
     async def start(self, bot: KontextBot) -> None:
-        s = self.settings
+        """Build every part, in dependency order (each one marked started for :meth:`close`)."""
         self._bot = bot
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        await self._start_io()
+        host = build_host(self.settings, self.provider)
+        if isinstance(host, S3Host):
+            self._s3 = await _opened_s3(host)
+            self._started.add("s3")
+        self._start_images()
+        self._start_moderation()
+        self._start_runner(host)
+        self.modlog = ModLog(bot, self.moderation, self.settings.prices)
+        self._started.add("modlog")
+        self.runner.on_finished = self.modlog.finished
+        self.runner.wants_thumbnails = self.modlog.wants_thumbnails
+        self.intake = Intake(self.settings, self.runner, self.moderation, on_denied=self.modlog.denied)
+        self.interactions = InteractionIntake(self.intake, self.runner.foreground, self.metrics)
+        self.checks = self._health_checks(bot)
+        self._started.add("health")
+        await self._start_web(host if isinstance(host, LocalHost) else None)
+        self._housekeeping.spawn(
+            every(DAY_S, self._prune, logger=log, what="retention pruning"), name="retention"
+        )
+
+    async def _start_io(self) -> None:
+        """The HTTP session, the store and the APIMart client."""
+        s = self.settings
         self.session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=s.http_timeout_s, sock_read=s.http_timeout_s
@@ -148,24 +172,26 @@ class App:
         self.provider = ApimartClient(
             self.session, s.apimart_base_url, s.apimart_api_key, timeout=s.http_timeout_s
         )
-        host = build_host(s, self.provider)
-        if isinstance(host, S3Host):
-            self._s3 = await _opened_s3(host)
-            self._started.add("s3")
-        self.images = ImageSandbox(
-            SandboxLimits(
-                workers=s.image_workers,
-                timeout_s=s.image_timeout_s,
-                memory_bytes=s.image_memory_mb * 1024 * 1024,
-                max_request=max(s.max_input_bytes, s.max_result_bytes),
-            ),
-            metrics=self.metrics,
+
+    def _start_images(self) -> None:
+        """The image sandbox (its workers start in the background) and the chart renderer (its
+        worker process starts at the first chart)."""
+        s = self.settings
+        limits = SandboxLimits(
+            workers=s.image_workers,
+            timeout_s=s.image_timeout_s,
+            memory_bytes=s.image_memory_mb * 1024 * 1024,
+            max_request=max(s.max_input_bytes, s.max_result_bytes),
         )
-        self.images.start()  # the workers start in the background; nothing here waits for them
+        self.images = ImageSandbox(limits, metrics=self.metrics)
+        self.images.start()
         self._started.add("images")
-        downloader = HttpDownloader(
-            self.session, allow_private=s.allow_private_urls, timeout=s.http_timeout_s
-        )
+        self.charts = ChartRenderer()
+        self._started.add("charts")
+
+    def _start_moderation(self) -> None:
+        """Per-server rules, quotas and budgets, and the usage reports."""
+        s = self.settings
         defaults = BotDefaults(
             default_model=s.default_model,
             default_safety=s.default_safety,
@@ -181,36 +207,24 @@ class App:
         )
         self._started.add("moderation")
         self.usage = UsageReports(self.store, self.storage.ledger.flush, s.prices)
-        self.charts = ChartRenderer()  # its worker process starts at the first chart
-        self._started.add("charts")
-        self.runner = JobRunner(
-            s,
-            RunnerPorts(
-                self.store,
-                self.provider,
-                host,
-                self.images,
-                downloader,
-                self._reporter,
-                self._archive(),
-                self.moderation,
-            ),
-            self.metrics,
-            schedule=self.poll_schedule,
+
+    def _start_runner(self, host: ImageHost) -> None:
+        s = self.settings
+        downloader = HttpDownloader(
+            self.session, allow_private=s.allow_private_urls, timeout=s.http_timeout_s
         )
+        ports = RunnerPorts(
+            self.store,
+            self.provider,
+            host,
+            self.images,
+            downloader,
+            self._reporter,
+            self._archive(),
+            self.moderation,
+        )
+        self.runner = JobRunner(s, ports, self.metrics, schedule=self.poll_schedule)
         self._started.add("runner")
-        self.modlog = ModLog(bot, self.moderation, s.prices)
-        self._started.add("modlog")
-        self.runner.on_finished = self.modlog.finished
-        self.runner.wants_thumbnails = self.modlog.wants_thumbnails
-        self.intake = Intake(s, self.runner, self.moderation, on_denied=self.modlog.denied)
-        self.interactions = InteractionIntake(self.intake, self.runner.foreground, self.metrics)
-        self.checks = self._health_checks(bot)
-        self._started.add("health")
-        await self._start_web(host if isinstance(host, LocalHost) else None)
-        self._housekeeping.spawn(
-            every(DAY_S, self._prune, logger=log, what="retention pruning"), name="retention"
-        )
 
     async def usage_chart(self, report: UsageReport, locale: str) -> bytes | None:
         """``/kontext usage``'s chart in the reader's language, drawn in the chart worker process;

@@ -78,6 +78,22 @@ _COUNT_JOB = (
 )
 
 
+async def _usage_now(conn: Conn, guild: int, user_id: int, day: str, *, bot_wide: bool) -> UsageSnapshot:
+    """What the policy needs of a server's and a member's usage (the whole bot's month if
+    ``bot_wide``; else 0)."""
+    row = await conn.fetchrow(_USAGE_NOW, day, guild, user_id, *sql.month_bounds(day))
+    assert row is not None
+    bot_spent = await conn.fetchval(sql.SPEND_ALL_MONTH, *sql.month_bounds(day)) if bot_wide else 0
+    return UsageSnapshot(
+        int(row["user_jobs"]),
+        int(row["guild_jobs"]),
+        float(row["last_at"]) if row["last_at"] is not None else None,
+        guild_month_spent=int(row["guild_spent"]),
+        user_day_spent=int(row["user_spent"]),
+        bot_month_spent=int(bot_spent),
+    )
+
+
 class DatabaseProblem(Exception):
     """``DATABASE_URL`` cannot be used; the message says why in one line, without the URL."""
 
@@ -333,25 +349,15 @@ class PostgresStore:
         async def run(conn: Conn) -> tuple[Allowed | Denied, UsageCharge | None]:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_USAGE, _lock_key(guild))
-                bot_spent = 0
                 if bot_wide:  # always after the server's lock: one order, no deadlock
                     await conn.execute("SELECT pg_advisory_xact_lock($1, 0)", LOCK_SPEND)
-                    bot_spent = int(await conn.fetchval(sql.SPEND_ALL_MONTH, *sql.month_bounds(day)))
-                row = await conn.fetchrow(_USAGE_NOW, day, guild, user_id, *sql.month_bounds(day))
-                assert row is not None
-                previous = float(row["last_at"]) if row["last_at"] is not None else None
-                snapshot = UsageSnapshot(
-                    int(row["user_jobs"]),
-                    int(row["guild_jobs"]),
-                    previous,
-                    guild_month_spent=int(row["guild_spent"]),
-                    user_day_spent=int(row["user_spent"]),
-                    bot_month_spent=bot_spent,
-                )
-                decision = decide(snapshot)
+                usage = await _usage_now(conn, guild, user_id, day, bot_wide=bot_wide)
+                decision = decide(usage)
                 if isinstance(decision, Denied):
                     return decision, None
-                charge = UsageCharge(guild, day, user_id, previous, decision.model, decision.cost, now)
+                charge = UsageCharge(
+                    guild, day, user_id, usage.user_last_job_at, decision.model, decision.cost, now
+                )
                 await conn.execute(*self._count(charge, 1))
                 return decision, charge
 
@@ -382,16 +388,10 @@ class PostgresStore:
         return (await self.usage_snapshot(day, guild))[0]
 
     async def peek(self, guild: int, user_id: int, day: str) -> UsageSnapshot:
-        rows = await self._fetch("usage now", _USAGE_NOW, day, guild, user_id, *sql.month_bounds(day))
-        row = rows[0]
-        return UsageSnapshot(
-            int(row["user_jobs"]),
-            int(row["guild_jobs"]),
-            float(row["last_at"]) if row["last_at"] is not None else None,
-            guild_month_spent=int(row["guild_spent"]),
-            user_day_spent=int(row["user_spent"]),
-            bot_month_spent=await self.spend_month_total(day),
-        )
+        async def run(conn: Conn) -> UsageSnapshot:
+            return await _usage_now(conn, guild, user_id, day, bot_wide=True)
+
+        return await self._retrying("usage now", run)
 
     async def flush(self) -> None:
         return None  # every count is written before admit returns
