@@ -6,8 +6,8 @@
 * :func:`read_usage` reads ``/proc``: CPU time (utime + stime of the bot and of every process below
   it, plus what its reaped children used: cutime + cstime) and resident memory (VmRSS summed over the
   same processes; VmHWM of the bot itself).
-* :class:`Sampler` reads both every ``interval`` seconds (and, optionally, the bot's ``/metrics``
-  gauges ``jobs_running`` + ``jobs_waiting``: the jobs it holds) on the driver's event loop.
+* :class:`Sampler` reads both every ``interval`` seconds (and, optionally, the jobs the bot holds:
+  ``jobs_running`` + ``jobs_waiting`` of its ``/healthz``) on the driver's event loop.
 
 Nothing here touches the bot's code or its settings beyond the env file it is given.
 """
@@ -234,7 +234,8 @@ class BotProcess:
 
 @dataclass
 class Sampler:
-    """Reads :func:`read_usage` (and optionally ``/metrics``) every ``interval`` s in the background."""
+    """Reads :func:`read_usage` (and optionally the jobs held, from ``/healthz``) every ``interval`` s
+    in the background."""
 
     pid: int
     interval: float = 0.1
@@ -271,14 +272,12 @@ class Sampler:
             await asyncio.sleep(tick - time.monotonic())  # a sampling period, not a wait for anything
 
     async def _held(self) -> int:
+        """Jobs held, from ``/healthz`` (a few fields; a full ``/metrics`` render five times a second
+        would itself load the bot being measured)."""
         assert self.session is not None and self.metrics_url is not None
         async with self.session.get(self.metrics_url, timeout=aiohttp.ClientTimeout(total=5)) as resp:
-            text = await resp.text()
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(("kontext_jobs_running ", "kontext_jobs_waiting ")):
-                total += float(line.split()[1])
-        return int(total)
+            state = await resp.json(content_type=None)
+        return int(state["jobs_running"]) + int(state["jobs_waiting"])
 
     def between(self, start: float, end: float) -> list[Usage]:
         return [u for u in self.usage if start <= u.t <= end]

@@ -9,7 +9,7 @@ Three kinds of process (bench/README.md has the whole picture):
   ``ALLOW_PRIVATE_URLS=true`` (the fakes are on loopback), ``WEB_HOST=127.0.0.1``, a free
   ``WEB_PORT``, ``DATA_DIR`` in a temporary directory and, where a scenario needs many jobs in flight,
   ``MAX_CONCURRENT_JOBS`` / ``MAX_QUEUED_JOBS`` (printed with each scenario). Its CPU time and memory
-  are read from ``/proc/<pid>`` (:mod:`botproc`), the jobs it holds from its ``/metrics``.
+  are read from ``/proc/<pid>`` (:mod:`botproc`), the jobs it holds from its ``/healthz``.
 * **this process**: the fakes of Discord and APIMart (:mod:`fakes_server`) and the driver that plays
   the users (:mod:`session`). Timings and request counts come from the fakes' records
   (:mod:`jobstats`); a 5 ms ticker on this loop says how late the fakes themselves were (the floor

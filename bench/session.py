@@ -171,7 +171,7 @@ class Session:
                 await self.fakes.discord.wait_until(lambda: self.fakes.has_command("edit"), math.inf)
         except TimeoutError:
             raise BotFailed(f"the bot was not ready within 60 s\n{self.bot.log_tail()}") from None
-        metrics = f"{self.bot.base_url}/metrics" if self.watch_metrics else None
+        metrics = f"{self.bot.base_url}/healthz" if self.watch_metrics else None
         self.sampler = Sampler(self.bot.pid, 0.2, metrics, self.http)
         self.sampler.start()
         self.ticker.start()

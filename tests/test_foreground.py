@@ -59,10 +59,21 @@ async def test_a_job_starts_its_first_step_only_after_the_acknowledgements() -> 
     assert rig.state(record) == "done" and runner.foreground.yielded >= 1
 
 
-async def test_a_step_also_waits_out_the_quiet_period_after_the_last_acknowledgement() -> None:
+async def test_after_a_lone_acknowledgement_a_step_goes_on_at_once() -> None:
+    """On a quiet bot a job's steps follow its own acknowledgement without a pause."""
+    foreground = Foreground(max_wait=60, quiet=60)
+    with foreground.acknowledging():
+        pass
+    await asyncio.wait_for(foreground.yield_to_acknowledgements(), 5)
+    assert foreground.yielded == 0
+
+
+async def test_in_a_burst_a_step_also_waits_out_the_quiet_period_after_the_last_acknowledgement() -> None:
     foreground = Foreground(max_wait=60, quiet=0.2)
     loop = asyncio.get_running_loop()
     with foreground.acknowledging():
+        pass
+    with foreground.acknowledging():  # a second one right after: a burst
         pass
     ended = loop.time()
     await foreground.yield_to_acknowledgements()

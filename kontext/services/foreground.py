@@ -6,10 +6,11 @@ second) the steps of jobs already running (downloads, uploads, status edits) wou
 of the next acknowledgements and push them towards the deadline. The intake marks each
 acknowledgement while it is in progress (:meth:`Foreground.acknowledging`); the runner calls
 :meth:`Foreground.yield_to_acknowledgements` before each step of a job and waits while any is in
-progress and until none has been for ``quiet`` seconds (interactions of a burst arrive a few
-milliseconds apart: without the quiet period, job steps would slip into every gap between two),
+progress and, in a burst, until none has been for ``quiet`` seconds (interactions of a burst arrive
+a few milliseconds apart: without the quiet period, job steps would slip into every gap between two),
 for at most ``max_wait`` seconds per step: a sustained stream of interactions slows jobs down,
-never stops them.
+never stops them. A lone acknowledgement (none other in progress or within ``quiet`` before it)
+sets no quiet period: on a quiet bot, a job goes on the moment its own acknowledgement is done.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ class Foreground:
         self.max_wait = max_wait
         self.quiet = quiet
         self._last = -math.inf  #: loop time the last acknowledgement ended
+        #: Whether the last acknowledgement came in a burst (close after or beside another one).
+        self._burst = False
         self._busy = 0
         self._quiet = asyncio.Event()
         self._quiet.set()
@@ -43,20 +46,25 @@ class Foreground:
     @contextlib.contextmanager
     def acknowledging(self) -> Iterator[None]:
         """Mark one interaction as being acknowledged for the duration of the block."""
+        loop = asyncio.get_running_loop()
+        self._burst = self._busy > 0 or loop.time() - self._last < self.quiet
         self._busy += 1
         self._quiet.clear()
         try:
             yield
         finally:
             self._busy -= 1
-            self._last = asyncio.get_running_loop().time()
+            self._last = loop.time()
             if self._busy == 0:
                 self._quiet.set()
 
     def _calm_in(self) -> float:
-        """Seconds until the quiet period is over (0: it is; inf: an acknowledgement is in progress)."""
+        """Seconds until the quiet period is over (0: it is, or there is none; inf: an acknowledgement
+        is in progress)."""
         if self._busy:
             return math.inf
+        if not self._burst:
+            return 0.0
         return max(0.0, self._last + self.quiet - asyncio.get_running_loop().time())
 
     async def yield_to_acknowledgements(self) -> None:

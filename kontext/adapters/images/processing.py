@@ -78,6 +78,11 @@ JPEG_QUALITY: Final = 92
 PNG_COMPRESS_LEVEL: Final = 1
 #: ``reducing_gap`` for resize: a fast box reduction first, LANCZOS for the last factor of 3.
 REDUCING_GAP: Final = 3.0
+#: How inputs are shrunk (after the JPEG DCT-domain draft, usually by less than 2x). The model
+#: resamples them again, and Pillow's BILINEAR is antialiased when shrinking: on a 12 MP photo it
+#: costs 28 ms instead of LANCZOS's 62 ms for a mean difference of 0.5/255. Results, which people
+#: look at, keep LANCZOS.
+INPUT_RESAMPLING: Final = Image.Resampling.BILINEAR
 #: Moderation-log thumbnails: longest side and JPEG quality.
 THUMBNAIL_SIDE: Final = 256
 THUMBNAIL_QUALITY: Final = 80
@@ -304,11 +309,14 @@ def plan_geometry(width: int, height: int, limits: ImageLimits) -> _Plan:
     return _Plan(content=content, canvas=canvas)
 
 
-def _resize(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+def _resize(
+    im: Image.Image, size: tuple[int, int], shrink: Image.Resampling = Image.Resampling.LANCZOS
+) -> Image.Image:
+    """``im`` at ``size``: shrunk with ``shrink`` (a box reduction first when far), grown with LANCZOS."""
     if im.size == size:
         return im
     if size[0] * size[1] < im.width * im.height:
-        return im.resize(size, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+        return im.resize(size, shrink, reducing_gap=REDUCING_GAP)
     return im.resize(size, Image.Resampling.LANCZOS)
 
 
@@ -418,8 +426,8 @@ def _to_content(im: Image.Image, size: tuple[int, int]) -> Image.Image:
     first: a 49 MP 16-bit image is then widened to 32 bits per sample at 2 MP, not at 49 MP."""
     shrinking = size[0] * size[1] < im.width * im.height
     if shrinking and im.mode in _RESIZE_FIRST_MODES and "transparency" not in im.info:
-        return _working_mode(_resize(im, size))
-    return _resize(_working_mode(im), size)
+        return _working_mode(_resize(im, size, INPUT_RESAMPLING))
+    return _resize(_working_mode(im), size, INPUT_RESAMPLING)
 
 
 def _upright(im: Image.Image, orientation: int) -> Image.Image:

@@ -74,6 +74,13 @@ def _event_guild(event: str, data: Mapping[str, Any]) -> int | None:
     return int(gid) if gid else None
 
 
+#: The real gateway's ACK comes a network round trip after the heartbeat. An ACK in zero time on
+#: loopback can be handled before discord.py's keep-alive thread records that it sent the heartbeat,
+#: which discord.py then measures against the previous one and reports as "Can't keep up … 41.3s
+#: behind" (a race in discord.py that a real round trip hides).
+HEARTBEAT_ACK_DELAY_S = 0.01
+
+
 class GatewayMixin(FakeDiscordBase):
     """Gateway sessions and events (part of :class:`~.fake.FakeDiscord`)."""
 
@@ -368,6 +375,7 @@ class GatewayMixin(FakeDiscordBase):
         d = frame.get("d")
         if op == 1:
             self.heartbeats += 1
+            await asyncio.sleep(HEARTBEAT_ACK_DELAY_S)
             await self._send_frame(conn, {"op": 11, "d": None, "s": None, "t": None})
         elif op == 2:
             await self._identify(conn, d or {})
