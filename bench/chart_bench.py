@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import json
 import os
 import random
 import statistics
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cli import repeat_main
 
 from kontext.adapters.charts import ChartRenderer, UsageChart
 
@@ -163,17 +164,14 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=20, help="charts per measurement")
-    parser.add_argument("--smoke", action="store_true", help="quick run for CI: 3 charts per measurement")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args()
-    if args.smoke:
-        args.repeat = min(args.repeat, 3)
-    asyncio.run(run(args))
-    if args.json:
-        args.json.write_text(json.dumps(FIGURES, indent=1, sort_keys=True) + "\n")
-        print(f"figures written to {args.json}")
+    repeat_main(
+        __doc__,
+        run,
+        FIGURES,
+        repeat=20,
+        smoke_repeat=3,
+        smoke_help="quick run for CI: 3 charts per measurement",
+    )
 
 
 if __name__ == "__main__":

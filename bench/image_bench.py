@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import json
 import os
 import statistics
 import sys
@@ -32,6 +31,8 @@ from typing import Any
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from cli import repeat_main
 
 from kontext.adapters.images import structure
 from kontext.adapters.images.processing import ImageLimits, normalise_image
@@ -262,17 +263,9 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--smoke", action="store_true", help="quick run for CI: 3 MP inputs, 2 repeats")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args()
-    if args.smoke:
-        args.repeat = min(args.repeat, 2)
-    asyncio.run(run(args))
-    if args.json:
-        args.json.write_text(json.dumps(FIGURES, indent=1, sort_keys=True) + "\n")
-        print(f"figures written to {args.json}")
+    repeat_main(
+        __doc__, run, FIGURES, repeat=5, smoke_repeat=2, smoke_help="quick run for CI: 3 MP inputs, 2 repeats"
+    )
 
 
 if __name__ == "__main__":

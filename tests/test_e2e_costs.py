@@ -14,7 +14,7 @@ from PIL import Image
 
 from tests.fakes.discord import FakeInteraction, FakeMessage
 from tests.harness import World, make_image
-from tests.test_e2e_moderation import admin, kontext, refused, reply_text
+from tests.test_e2e_moderation import admin, fail_the_next_acknowledgement, kontext, refused, reply_text
 
 PRICES = {"PRICE_FLUX_KONTEXT_PRO": "0.05", "PRICE_FLUX_KONTEXT_MAX": "0.12"}
 
@@ -155,12 +155,7 @@ async def test_a_refund_gives_the_price_back(world: World) -> None:
     """The acknowledgement failed: the request never became a job, so nothing stays counted."""
     bot = await world.start_bot(**PRICES)
     await bot.backend.moderation.change(world.guild.id, monthly_budget=50_000)
-    world.discord.fail_next(
-        "POST",
-        r"/interactions/\d+/[^/]+/callback",
-        404,
-        body={"message": "Unknown interaction", "code": 10062},
-    )
+    fail_the_next_acknowledgement(world)
     await world.edit()
     await world.discord.wait_until(lambda: bool(world.discord.find_requests("POST", "callback")), timeout=10)
     await settled(world)

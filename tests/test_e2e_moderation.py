@@ -41,6 +41,16 @@ def reply_text(inter: FakeInteraction) -> str:
     return "\n".join(texts)
 
 
+def fail_the_next_acknowledgement(world: World) -> None:
+    """Discord answers the next interaction callback 404 Unknown interaction (the 3 s passed)."""
+    world.discord.fail_next(
+        "POST",
+        r"/interactions/\d+/[^/]+/callback",
+        404,
+        body={"message": "Unknown interaction", "code": 10062},
+    )
+
+
 async def refused(world: World, inter: FakeInteraction) -> str:
     callback = await inter.wait_for_callback()
     assert callback.type == 4 and callback.data is not None, "refusals are replies"
@@ -301,12 +311,7 @@ async def test_a_request_that_never_started_does_not_use_up_the_quota(world: Wor
     interaction), or the bot cannot start the job after it, the daily edit is given back."""
     bot = await world.start_bot()
     await bot.backend.moderation.change(world.guild.id, user_daily_quota=1)
-    world.discord.fail_next(
-        "POST",
-        r"/interactions/\d+/[^/]+/callback",
-        404,
-        body={"message": "Unknown interaction", "code": 10062},
-    )
+    fail_the_next_acknowledgement(world)
     await world.edit()
 
     async def nothing_counted() -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,16 +52,16 @@ def _num(x: float) -> str:
     return str(x)
 
 
-class Kind(Generic[T_co]):
+class Kind(ABC, Generic[T_co]):
     """How the text of one variable becomes a value of type ``T_co``."""
 
+    @abstractmethod
     def parse(self, raw: str) -> T_co:
         """``raw`` is stripped and non-empty; raise :class:`Invalid` when it is not acceptable."""
-        raise NotImplementedError
 
+    @abstractmethod
     def describe(self) -> str:
         """What is accepted, for the README and ``.env.example`` (ASCII, no value of a secret)."""
-        raise NotImplementedError
 
     def render(self, value: object) -> str:
         """``value`` written as it would be in ``.env`` (so that ``parse(render(v)) == v``)."""
