@@ -190,6 +190,8 @@ async def test_cpu_time_limit_ends_a_worker_the_bot_would_still_wait_for(make_sa
     with pytest.raises(ImageTooSlow) as slow:
         await box.run("burn", {}, b"", owner=1, reply_cap=0)
     assert "CPU time" in slow.value.detail and "SIGXCPU" in slow.value.detail
+    assert box.metrics.value("kontext_image_workers_lost_total", cause="timeout") == 1, "a time limit"
+    assert box.metrics.value("kontext_image_workers_lost_total", cause="died") == 0
 
 
 async def test_address_space_limit_refuses_a_memory_hog(make_sandbox: MakeSandbox) -> None:

@@ -398,9 +398,11 @@ class ImageSandbox:
         if self._closed:
             return ShuttingDown("image sandbox closed during the job")
         code = await self._in_helper(_collect, worker)
-        self.metrics.image_worker_lost("died")
+        error = _death(op, code, self.limits)
+        # its CPU-time limit is the same limit as the wall clock's, whichever of the two struck first
+        self.metrics.image_worker_lost("timeout" if isinstance(error, ImageTooSlow) else "died")
         log.debug("image worker %d ended with status %s during %s", worker.pid, code, op)
-        return _death(op, code, self.limits)
+        return error
 
     # --- the pool of fresh workers --------------------------------------------------------------------
 
