@@ -84,7 +84,7 @@ async def test_normalising_in_a_worker_gives_the_same_image_as_inline(make_sandb
     out = await box.normalise(data, LIMITS, owner=1)
     inline = processing.normalise_image(data, LIMITS)
     assert out == inline, "same bytes, same thumbnail, same fields"
-    assert out.draft_scale == 2, "a 12 MP JPEG is decoded at 1/2 scale (DCT) inside the sandbox"
+    assert out.dct_eighths == 3, "a 12 MP JPEG is decoded at 3/8 scale (DCT) inside the sandbox"
     assert len(out.thumbnail) < 30_000
 
 
@@ -243,10 +243,10 @@ def test_reply_fields_are_checked_before_use() -> None:
         "height": 8,
         "source_format": "PNG",
         "letterboxed": False,
-        "draft_scale": 1,
+        "dct_eighths": 8,
     }
     assert sandbox._normalised(good, [png, b""]).width == 8
-    for bad in ({"width": -1}, {"width": True}, {"draft_scale": 3}, {"content_type": "text/html"}):
+    for bad in ({"width": -1}, {"width": True}, {"dct_eighths": 5}, {"content_type": "text/html"}):
         with pytest.raises(BrokenImage):
             sandbox._normalised({**good, **bad}, [png, b""])
     with pytest.raises(BrokenImage, match="not the image/png"):

@@ -494,11 +494,13 @@ def test_too_tiny_image_is_a_bad_shape() -> None:
     assert "too small" in info.value.detail
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
-def test_huge_image_is_downscaled_to_target(fmt: str) -> None:
+@pytest.mark.parametrize(("fmt", "size"), [("JPEG", (1500, 1125)), ("PNG", (1632, 1224))])
+def test_huge_image_is_downscaled_to_target(fmt: str, size: tuple[int, int]) -> None:
+    """A 12 MP PNG is resampled to the 2 MP target; a 12 MP JPEG is decoded straight to 3/8 (1.7 MP)."""
     data = encode(quadrants(4000, 3000), fmt)
     out = normalise_image(data, LIMITS)
-    assert (out.width, out.height) == (1632, 1224)
+    assert (out.width, out.height) == size
+    assert out.dct_eighths == (3 if fmt == "JPEG" else 8)
     assert out.width * out.height <= LIMITS.target_pixels
     assert abs(out.width / out.height - 4 / 3) < 0.01
     assert_quadrants(decode(out.data))

@@ -45,8 +45,8 @@ class NormalisedImage:
     #: A small metadata-free JPEG/PNG of the same picture for the moderation log, made in the same
     #: decode (so the normalised copy itself need not be kept until the job ends).
     thumbnail: bytes = b""
-    #: DCT scaling applied while decoding a JPEG (1 = none, 2, 4 or 8: decoded at 1/2, 1/4, 1/8 size).
-    draft_scale: int = 1
+    #: DCT scaling applied while decoding a JPEG, in eighths (8 = none; 4, 3, 2, 1: decoded at k/8 size).
+    dct_eighths: int = 8
 
 
 @dataclass(frozen=True)

@@ -369,9 +369,9 @@ class JobRunner:
         if image.letterboxed:
             run.notes.append(Note.LETTERBOXED)
         log.info(
-            "input normalised: %s (decoded at 1/%d) -> %s %dx%d, %d bytes",
+            "input normalised: %s (decoded at %d/8) -> %s %dx%d, %d bytes",
             image.source_format,
-            image.draft_scale,
+            image.dct_eighths,
             image.content_type,
             image.width,
             image.height,

@@ -31,10 +31,12 @@ boots, ~0.5 s once), so the event loop never waits; the loop only reads and writ
 socket (non-blocking) and learns that a worker ended from its sentinel (``loop.add_reader``).
 
 Bytes travel raw over a socket pair (:mod:`.wire`), never pickled: moving them costs ~2 ms per image.
-A fresh worker also spends CPU faulting its memory in: ~10 ms for a small image, ~20-35 ms for a
-12 MP one, next to the 110-360 ms of decoding it (``bench/image_bench.py`` measures all of it). That
-is the price of a clean process per image: whatever a hostile file did to a worker's memory never
-meets the next image, which may be another user's.
+A fresh worker also spends CPU faulting its memory in (copy-on-write pages shared with the fork
+server, fresh pages for the pixels): ~10 ms for a small image, ~20-35 ms for a 12 MP one. A spare
+pays that ahead, while it waits: it rehearses on a small JPEG and maps one of Pillow's memory blocks
+(:func:`.child.rehearse`), then sends a ready byte; only then is it counted as a spare. That is the
+price of a clean process per image: whatever a hostile file did to a worker's memory never meets
+the next image, which may be another user's.
 """
 
 from __future__ import annotations
@@ -284,6 +286,7 @@ class ImageSandbox:
                 "max_aspect": limits.max_aspect,
             },
             "structure": self.structure.to_wire(),
+            "thumbnail": thumbnail,
         }
         header, parts = await self.run(
             "normalise", params, data, owner=owner, reply_cap=limits.target_pixels * 4
@@ -427,7 +430,15 @@ class ImageSandbox:
 
         loop.add_reader(sentinel, on_exit)
         assert process.pid is not None
-        return _Worker(process, sock, process.pid, exited)
+        worker = _Worker(process, sock, process.pid, exited)
+        try:
+            async with asyncio.timeout(self.limits.timeout_s):
+                await wire.wait_ready(sock)  # after its rehearsal (:func:`.child.rehearse`)
+        except (TimeoutError, wire.Closed, wire.Malformed) as exc:
+            worker.kill()
+            self._retire(worker)
+            raise OSError(f"image worker {worker.pid} did not get ready: {exc!r}") from None
+        return worker
 
     def _refill(self) -> None:
         if self._closed:
@@ -563,7 +574,7 @@ def _normalised(header: dict[str, Any], parts: list[bytes]) -> NormalisedImage:
         source_format=_field(header, "source_format", str, lambda v: 0 < len(v) <= 16),
         letterboxed=_field(header, "letterboxed", bool),
         thumbnail=thumbnail,
-        draft_scale=_field(header, "draft_scale", int, lambda v: v in (1, 2, 4, 8)),
+        dct_eighths=_field(header, "dct_eighths", int, lambda v: v in (1, 2, 3, 4, 8)),
     )
 
 

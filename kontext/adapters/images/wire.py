@@ -25,9 +25,21 @@ from typing import Any, Final
 
 from kontext.domain import errors
 
-__all__ = ["Closed", "Malformed", "error_from", "error_header", "receive", "receive_blocking", "send"]
+__all__ = [
+    "READY",
+    "Closed",
+    "Malformed",
+    "error_from",
+    "error_header",
+    "receive",
+    "receive_blocking",
+    "send",
+    "wait_ready",
+]
 
 PREFIX: Final = struct.Struct("!IQ")
+#: The one byte a worker sends, before anything else, once it is ready for its request.
+READY: Final = b"R"
 #: A header is a few hundred bytes of JSON; anything longer is a broken or hostile worker.
 MAX_HEADER: Final = 64 * 1024
 #: Longest detail text accepted in an error reply.
@@ -183,6 +195,14 @@ async def _read_into(sock: socket.socket, buf: bytearray) -> None:
         if n == 0:
             raise Closed(f"worker closed the connection after {got} of {len(buf)} bytes")
         got += n
+
+
+async def wait_ready(sock: socket.socket) -> None:
+    """Wait for the worker's :data:`READY` byte; :class:`Closed` or :class:`Malformed` otherwise."""
+    got = bytearray(1)
+    await _read_into(sock, got)
+    if bytes(got) != READY:
+        raise Malformed(f"worker sent {bytes(got)!r} instead of its ready byte")
 
 
 async def receive(sock: socket.socket, max_payload: int) -> tuple[dict[str, Any], list[bytes]]:

@@ -44,6 +44,13 @@ def _warm_up() -> None:
             log.debug("fork server warm-up skipped %s: %r", fmt, exc)
 
 
+def _rehearsal() -> bytes:
+    buf = io.BytesIO()
+    Image.radial_gradient("L").resize((320, 240)).convert("RGB").save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
 _warm_up()
+child.REHEARSAL.append(_rehearsal())
 gc.collect()
 gc.freeze()
