@@ -7,6 +7,7 @@ owns it (``owner``), so a process that lost a job to another one cannot touch it
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -21,8 +22,10 @@ ACTIVE: Final = sorted(str(s) for s in ACTIVE_STATES)
 FINAL: Final = sorted(str(s) for s in FINAL_STATES)
 
 
+@functools.lru_cache(maxsize=1024)
 def for_sqlite(sql: str) -> str:
-    """The same statement for SQLite: ``?1`` placeholders and scalar ``MAX``."""
+    """The same statement for SQLite: ``?1`` placeholders and scalar ``MAX`` (translated once per
+    distinct statement: the regular expression cost ~7 % of the event loop in a burst)."""
     return re.sub(r"\$(\d+)", r"?\1", sql).replace("GREATEST(", "MAX(")
 
 
