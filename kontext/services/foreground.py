@@ -12,8 +12,9 @@ for at most ``max_wait`` seconds per step: a sustained stream of interactions sl
 never stops them. ``max_wait`` is 2 s, so a burst of a second or two is acknowledged whole before
 the jobs it started take the loop back: with 0.5 s, every step held since the burst began was let
 go at once half-way through a burst of 500 ``/edit``s in 1 s, and the rest of its defers waited
-behind them (p99 530 ms; with 2 s, 37-57 ms). A lone acknowledgement (none other in progress or within ``quiet`` before it)
-sets no quiet period: on a quiet bot, a job goes on the moment its own acknowledgement is done.
+behind them (p99 530 ms; with 2 s, 37-57 ms). A lone acknowledgement (none other in progress or
+within ``quiet`` before it) sets no quiet period: on a quiet bot, a job goes on the moment its own
+acknowledgement is done.
 """
 
 from __future__ import annotations
