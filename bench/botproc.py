@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import re
 import signal
@@ -87,6 +88,14 @@ def _run_ns(pid: int) -> int:
             with contextlib.suppress(OSError, ValueError, IndexError):
                 total += int((task / "schedstat").read_text().split()[0])
     return total
+
+
+def loop_thread_cpu_s(pid: int) -> float:
+    """On-CPU seconds of the main thread of ``pid`` (the bot's event loop), from its schedstat."""
+    try:
+        return int(Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return math.nan
 
 
 def read_usage(pid: int) -> Usage:

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botproc import reset_peak
+from botproc import loop_thread_cpu_s, reset_peak
 from fakes_server import INPUT_SIZE, TaskShape, make_inputs
 from jobstats import Collected, JobFigures, collect, mean, pct, top
 from session import BENCH, Batch, Figures, Session, bounded
@@ -387,6 +387,7 @@ class InFlight:
     held_until: float
     held: int
     rss_in_flight_kb: float
+    loop_busy_filling: float  #: share of the fill time the bot's event-loop thread was on a CPU
 
 
 async def hold_release(session: Session, cfg: Config, count: int) -> InFlight:
@@ -395,11 +396,13 @@ async def hold_release(session: Session, cfg: Config, count: int) -> InFlight:
     discord_from, apimart_from = len(fakes.discord.requests), len(fakes.apimart.requests)
     fakes.hold_tasks(count, HOLD, cfg.hold_estimate)
     cpu0 = session.usage()
+    loop_cpu0 = loop_thread_cpu_s(session.pid)
     started = time.monotonic()
     dispatched = await session.dispatch_paced(count, count / cfg.inflight_rate)
     dispatched_by = time.monotonic()
     tasks = await session.wait_submitted(dispatched)
     filled = time.monotonic()
+    loop_busy = (loop_thread_cpu_s(session.pid) - loop_cpu0) / max(1e-9, filled - started)
     await asyncio.sleep(cfg.steady)  # the measurement window: every job in flight
     held_until = time.monotonic()
     assert session.sampler is not None
@@ -412,7 +415,7 @@ async def hold_release(session: Session, cfg: Config, count: int) -> InFlight:
     collected = collect(fakes, dispatched, discord_from, apimart_from, ended)
     batch = Batch(dispatched, collected, started, dispatched_by, ended, cpu0, session.usage())
     rss = statistics.median(u.rss_kb for u in readings) if readings else math.nan
-    return InFlight(batch, filled, held_until, held, rss)
+    return InFlight(batch, filled, held_until, held, rss, loop_busy)
 
 
 async def scenario_inflight(cfg: Config, inputs: list[tuple[bytes, str]]) -> Figures:
@@ -445,6 +448,7 @@ async def scenario_inflight(cfg: Config, inputs: list[tuple[bytes, str]]) -> Fig
     figures.update(
         held_in_window=run.held,
         fill_s=round(run.filled - batch.started, 1),
+        loop_thread_busy_filling=round(run.loop_busy_filling, 2),
         cpu_ms_per_job=net,
         rss_mb_baseline=round(baseline.rss_kb / 1024, 1),
         rss_mb_in_flight=round(run.rss_in_flight_kb / 1024, 1),
@@ -457,7 +461,9 @@ async def scenario_inflight(cfg: Config, inputs: list[tuple[bytes, str]]) -> Fig
     print_jobs(figures)
     print_kinds(batch.collected)
     print(
-        f"  filled in {figures['fill_s']} s; {run.held} jobs held by the bot in the {cfg.steady:g} s window"
+        f"  filled in {figures['fill_s']} s (the bot's event-loop thread on a CPU"
+        f" {100 * run.loop_busy_filling:.0f} % of that time); {run.held} jobs held by the bot in the"
+        f" {cfg.steady:g} s window"
     )
     print(
         f"  RSS: {figures['rss_mb_baseline']} MB idle → {figures['rss_mb_in_flight']} MB with all in"
