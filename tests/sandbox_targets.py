@@ -11,6 +11,7 @@ import os
 import resource
 import signal
 import socket
+import time
 from typing import Any
 
 from kontext.adapters.images import child, wire
@@ -36,6 +37,7 @@ def _facts(header: dict[str, Any], payload: bytes) -> child.Reply:
         "oom_score_adj": open("/proc/self/oom_score_adj", encoding="ascii").read().strip(),
         "fds": {fd: _target(fd) for fd in os.listdir("/proc/self/fd")},
         "environ": sorted(os.environ),
+        "rehearsal_images": len(child.REHEARSAL),
     }, []
 
 
@@ -103,3 +105,9 @@ def serve(sock: socket.socket, config: dict[str, Any]) -> None:
     finally:
         child.OPERATIONS.clear()
         child.OPERATIONS.update(original)
+
+
+def never_ready(sock: socket.socket, config: dict[str, Any]) -> None:
+    """A worker stuck before it says it is ready (a rehearsal that hangs, say)."""
+    child.limit_resources(config)
+    time.sleep(60)

@@ -101,6 +101,7 @@ async def test_a_worker_is_a_fresh_limited_low_priority_process(make_sandbox: Ma
     assert soft == hard and 300 * 1024 * 1024 < soft < 2 * 1024**3
     assert first["core"] == [0, 0]
     assert first["oom_score_adj"] == "1000", "the OOM killer takes a worker before the bot"
+    assert first["rehearsal_images"] == 1, "the fork server left it a JPEG to rehearse on while a spare"
     targets = [target for fd, target in first["fds"].items() if int(fd) > 2]  # not stdin/out/err
     assert sum(t.startswith("socket:") for t in targets) == 1, "its own connection, none of the bot's"
     assert not [t for t in targets if t.startswith("/") and t != "/dev/null"], "no file of the bot's"
@@ -307,6 +308,20 @@ async def test_close_kills_every_worker_and_refuses_new_work(make_sandbox: MakeS
     with pytest.raises(ShuttingDown):
         await box.normalise(hostile.small_jpeg(), LIMITS)
     await eventually(lambda: all(gone(pid) for pid in pids), 5)
+
+
+async def test_a_worker_that_never_says_it_is_ready_is_killed() -> None:
+    """A spare counts only once it has rehearsed and sent its ready byte; one that never does is
+    killed at the timeout, and a job that had to wait for it is told (it never gets a half-ready
+    worker)."""
+    box = ImageSandbox(SandboxLimits(workers=1, timeout_s=1), target=sandbox_targets.never_ready)
+    box.start()
+    try:
+        with pytest.raises(OSError, match="did not get ready"):
+            await box.normalise(hostile.small_jpeg(), LIMITS)
+        assert box.ready == 0 and not box.pids()
+    finally:
+        await box.close()
 
 
 async def test_a_spare_that_died_is_skipped(make_sandbox: MakeSandbox) -> None:
