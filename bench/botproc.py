@@ -45,7 +45,7 @@ class Usage:
     t: float
     cpu_s: float  #: utime + stime + cutime + cstime of every process in the tree (10 ms ticks)
     rss_kb: int  #: VmRSS summed over the tree
-    hwm_kb: int  #: VmHWM of the root (peak RSS since start or since :func:`reset_peak`)
+    hwm_kb: int  #: VmHWM of the root (its peak RSS since it started)
     processes: int
     #: CPU time of the tree's live threads from ``/proc/<pid>/task/<tid>/schedstat``: exact to the
     #: nanosecond but blind to threads that have ended; for short windows (an idle bot's CPU rate)
@@ -117,15 +117,6 @@ def read_usage(pid: int) -> Usage:
         run_ns += _run_ns(member)
     hwm = _status_kb(pid, "VmHWM").get("VmHWM", 0)
     return Usage(now, ticks / CLK_TCK, rss, hwm, len(pids), run_ns / 1e9)
-
-
-def reset_peak(pid: int) -> bool:
-    """Reset VmHWM of ``pid`` to its current RSS (Linux: ``echo 5 > /proc/<pid>/clear_refs``)."""
-    try:
-        Path(f"/proc/{pid}/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
 
 
 def loadavg() -> tuple[float, float, float]:

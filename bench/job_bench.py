@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from botproc import loop_thread_cpu_s, reset_peak
+from botproc import loop_thread_cpu_s
 from fakes_server import INPUT_SIZE, TaskShape, make_inputs
 from jobstats import Collected, JobFigures, collect, mean, pct, top
 from session import BENCH, Batch, Figures, Session, bounded
@@ -306,7 +306,6 @@ async def scenario_burst(
         session.start_probe()
         idle_rate = await session.idle_cpu_rate(0.5 if cfg.smoke else 2.0)
         baseline = session.usage()
-        reset_peak(session.pid)
         session.mark_machine()
         limit = math.ceil(count / concurrency) * (cfg.shape.hi + 20) + 120
 
@@ -318,7 +317,7 @@ async def scenario_burst(
             batches.append(await session.run(count, cfg.burst_window, script, limit_s=limit))
             print_run(i + 1, batches[-1], idle_rate)
         batch = merge(batches)
-        peak = session.usage()
+        peak_kb = tree_peak_kb(session, batch.started, batch.ended)
         figures = job_figures(batch)
         figures.update(session.machine_figures())
         session.stop_probe()
@@ -345,9 +344,9 @@ async def scenario_burst(
         rest_per_job_max_started_at_once=at_once,
         rest_per_job_max_waited_in_line=waited,
         rss_mb_baseline=round(baseline.rss_kb / 1024, 1),
-        rss_mb_peak=round(peak.hwm_kb / 1024, 1),
-        rss_growth_mb=round((peak.hwm_kb - baseline.rss_kb) / 1024, 1),
-        rss_growth_kb_per_job_held=round((peak.hwm_kb - baseline.rss_kb) / max(1, held), 1),
+        rss_mb_peak=round(peak_kb / 1024, 1),
+        rss_growth_mb=round((peak_kb - baseline.rss_kb) / 1024, 1),
+        rss_growth_kb_per_job_held=round((peak_kb - baseline.rss_kb) / max(1, held), 1),
     )
     print(f"  all {repeats} run(s) together ({len(batch.dispatched)} jobs; 'ended after': the median run):")
     print_jobs(figures)
@@ -390,6 +389,19 @@ class InFlight:
     loop_busy_filling: float  #: share of the fill time the bot's event-loop thread was on a CPU
 
 
+def tree_peak_kb(session: Session, start: float, end: float) -> float:
+    """The most RSS of the bot's process tree (bot, fork server, image workers) sampled between
+    ``start`` and ``end`` (every 200 ms; the root's own ``VmHWM`` leaves the workers out, so peak
+    minus a whole-tree baseline could even come out negative)."""
+    assert session.sampler is not None
+    readings = session.sampler.between(start, end)
+    return float(max(u.rss_kb for u in readings)) if readings else math.nan
+
+
+#: How long the in-flight scenario waits after the last job before it reads the settled RSS.
+SETTLE_S = 12.0
+
+
 async def hold_release(session: Session, cfg: Config, count: int) -> InFlight:
     """Dispatch ``count`` /edits with held tasks, hold them all ``cfg.steady`` s, release, wait."""
     fakes = session.fakes
@@ -430,10 +442,12 @@ async def scenario_inflight(cfg: Config, inputs: list[tuple[bytes, str]]) -> Fig
         await session.warm_up(cfg.warm_up)
         session.start_probe()
         baseline = session.usage()
-        reset_peak(session.pid)
         session.mark_machine()
         run = await hold_release(session, cfg, count)
         batch = run.batch
+        peak_kb = tree_peak_kb(session, batch.started, batch.ended)
+        await asyncio.sleep(SETTLE_S)  # the bot's heap trimmer looks every 10 s
+        settled = session.usage()
         figures = job_figures(batch)
         figures.update(session.machine_figures())
         session.stop_probe()
@@ -454,9 +468,10 @@ async def scenario_inflight(cfg: Config, inputs: list[tuple[bytes, str]]) -> Fig
         rss_mb_in_flight=round(run.rss_in_flight_kb / 1024, 1),
         rss_growth_mb=round(growth_kb / 1024, 1),
         rss_growth_kb_per_job=round(growth_kb / max(1, run.held), 1),
-        rss_mb_peak=round(after.hwm_kb / 1024, 1),
-        rss_peak_growth_mb=round((after.hwm_kb - baseline.rss_kb) / 1024, 1),
+        rss_mb_peak=round(peak_kb / 1024, 1),
+        rss_peak_growth_mb=round((peak_kb - baseline.rss_kb) / 1024, 1),
         rss_mb_after=round(after.rss_kb / 1024, 1),
+        rss_mb_settled=round(settled.rss_kb / 1024, 1),
     )
     print_jobs(figures)
     print_kinds(batch.collected)
@@ -469,7 +484,7 @@ async def scenario_inflight(cfg: Config, inputs: list[tuple[bytes, str]]) -> Fig
         f"  RSS: {figures['rss_mb_baseline']} MB idle → {figures['rss_mb_in_flight']} MB with all in"
         f" flight (+{figures['rss_growth_mb']} MB, {fmt(figures['rss_growth_kb_per_job'])} kB per job);"
         f" peak {figures['rss_mb_peak']} MB (+{figures['rss_peak_growth_mb']} MB);"
-        f" {figures['rss_mb_after']} MB after"
+        f" {figures['rss_mb_after']} MB after, {figures['rss_mb_settled']} MB {SETTLE_S:g} s later"
     )
     print(f"  bot CPU per job: {fmt(net, 1)} ms (everything: probe, idle time and polls while held)")
     print_lag(figures, "loop_lag", "bot event-loop lag, whole run")

@@ -11,6 +11,7 @@ from discord.app_commands import Choice
 from discord.app_commands import locale_str as _
 from discord.ext import commands
 
+from kontext.adapters.discord.files import release
 from kontext.adapters.discord.interactions import is_admin, locale_of
 from kontext.adapters.discord.modlog import LogProblem
 from kontext.adapters.discord.settings_view import ServerState, blocklist_reply, settings_view
@@ -101,12 +102,15 @@ class SettingsCog(
             month_spent=mine.usage.guild_month_spent,
         )
         embed, lists = settings_view(state, locale, title=title)
-        await interaction.response.send_message(
-            embed=embed,
-            file=lists or discord.utils.MISSING,
-            ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
+        try:
+            await interaction.response.send_message(
+                embed=embed,
+                file=lists or discord.utils.MISSING,
+                ephemeral=True,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        finally:
+            release([lists])
 
     def _log_problem(self, interaction: discord.Interaction[Any], s: GuildSettings) -> str | None:
         """Why the moderation log cannot be posted, worded for the reader (None when it can)."""
@@ -269,9 +273,12 @@ class SettingsCog(
         log.info(
             "user %s read %d day(s) of usage in guild %s", interaction.user.id, days, interaction.guild_id
         )
-        await interaction.followup.send(
-            embed=embed, files=files, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
-        )
+        try:
+            await interaction.followup.send(
+                embed=embed, files=files, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            )
+        finally:
+            release(files)
 
     @app_commands.command(
         name="log-channel", description="Channel for the moderation log (omit to turn it off)"
@@ -311,12 +318,15 @@ class SettingsCog(
     async def blocklist_list(self, interaction: discord.Interaction[Any]) -> None:
         entries = (await self.moderation.settings(interaction.guild_id or 0)).blocklist
         text, whole = blocklist_reply(entries, locale_of(interaction))
-        await interaction.response.send_message(
-            text,
-            file=whole or discord.utils.MISSING,
-            ephemeral=True,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
+        try:
+            await interaction.response.send_message(
+                text,
+                file=whole or discord.utils.MISSING,
+                ephemeral=True,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        finally:
+            release([whole])
 
 
 async def setup(bot: KontextBot) -> None:

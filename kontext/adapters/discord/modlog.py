@@ -11,12 +11,12 @@ remembers it for ``/kontext show`` instead of failing on every job.
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 from enum import StrEnum
 
 import discord
 
+from kontext.adapters.discord.files import file_of, release
 from kontext.domain.costs import LIST_PRICES, PriceTable
 from kontext.domain.jobs import JobRecord, JobState
 from kontext.domain.policy import Denied
@@ -153,19 +153,18 @@ class ModLog:
                 embed.add_field(name=t(key, locale), value=value, inline=key not in _WIDE_FIELDS)
             files: list[discord.File] = []
             if input_thumbnail:
-                files.append(
-                    discord.File(io.BytesIO(input_thumbnail), _thumbnail_name("input", input_thumbnail))
-                )
+                files.append(file_of(input_thumbnail, _thumbnail_name("input", input_thumbnail)))
                 embed.set_thumbnail(url=f"attachment://{files[-1].filename}")
             if output_thumbnail:
-                files.append(
-                    discord.File(io.BytesIO(output_thumbnail), _thumbnail_name("output", output_thumbnail))
-                )
+                files.append(file_of(output_thumbnail, _thumbnail_name("output", output_thumbnail)))
                 embed.set_image(url=f"attachment://{files[-1].filename}")
             channel = self.client.get_channel(channel_id) or await self.client.fetch_channel(channel_id)
             if not isinstance(channel, discord.abc.Messageable):
                 raise TypeError("not a text channel")
-            await channel.send(embed=embed, files=files, allowed_mentions=discord.AllowedMentions.none())
+            try:
+                await channel.send(embed=embed, files=files, allowed_mentions=discord.AllowedMentions.none())
+            finally:
+                release(files)
         except (discord.Forbidden, discord.NotFound, TypeError) as exc:
             reason = (
                 LogProblem.MISSING_PERMISSION

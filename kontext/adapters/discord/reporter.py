@@ -9,7 +9,6 @@ nonce, so a re-delivery after a crash cannot post twice.
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 
 import discord
 
+from kontext.adapters.discord.files import attachment
 from kontext.adapters.discord.interactions import DEFAULT_UPLOAD_LIMIT
 from kontext.domain.errors import DeliveryError
 from kontext.domain.events import (
@@ -173,9 +173,8 @@ class DiscordReporter:
     async def attach_input(self, data: bytes, filename: str, content_type: str) -> str:
         if not self.token_alive() or self.job.status_message_id is None:
             raise DeliveryError("no live status message to carry the input")
-        message = await self._webhook().edit_message(
-            self.job.status_message_id, attachments=[discord.File(io.BytesIO(data), filename=filename)]
-        )
+        with attachment(data, filename) as file:
+            message = await self._webhook().edit_message(self.job.status_message_id, attachments=[file])
         if not message.attachments:
             raise DeliveryError("Discord returned no attachment for the input")
         return message.attachments[0].url
@@ -226,14 +225,15 @@ class DiscordReporter:
         notes = [t(NOTE_KEYS[note], job.locale) for note in done.notes]
         text = "\n".join([t("status_done", job.locale, elapsed=done.elapsed), *notes])
         try:
-            message = await self._webhook().edit_message(
-                job.status_message_id,
-                content=text,
-                embed=embed,
-                attachments=[discord.File(io.BytesIO(done.result.data), filename=filename)],
-                allowed_mentions=NO_PINGS,
-                view=view,
-            )
+            with attachment(done.result.data, filename) as file:
+                message = await self._webhook().edit_message(
+                    job.status_message_id,
+                    content=text,
+                    embed=embed,
+                    attachments=[file],
+                    allowed_mentions=NO_PINGS,
+                    view=view,
+                )
         except discord.HTTPException as exc:
             if _token_gone(exc):
                 log.info("interaction token no longer valid (%s); delivering to the channel", exc.code)
@@ -263,15 +263,16 @@ class DiscordReporter:
         filename, embed, view = self._result_parts(done)
         key = "fallback_delivery" if self._fallback else "late_delivery"
         try:
-            sent = await channel.send(
-                content=t(key, job.locale, mention=f"<@{job.user_id}>"),
-                embed=embed,
-                file=discord.File(io.BytesIO(done.result.data), filename=filename),
-                view=view if view is not None else discord.utils.MISSING,
-                allowed_mentions=self._requester_only(),
-                reference=self._reference() or discord.utils.MISSING,
-                nonce=job.id[:25],
-            )
+            with attachment(done.result.data, filename) as file:
+                sent = await channel.send(
+                    content=t(key, job.locale, mention=f"<@{job.user_id}>"),
+                    embed=embed,
+                    file=file,
+                    view=view if view is not None else discord.utils.MISSING,
+                    allowed_mentions=self._requester_only(),
+                    reference=self._reference() or discord.utils.MISSING,
+                    nonce=job.id[:25],
+                )
         except discord.HTTPException as exc:
             raise DeliveryError(
                 f"posting to channel {job.channel_id} failed: {exc.status} {exc.code}"
