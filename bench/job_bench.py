@@ -398,10 +398,6 @@ def tree_peak_kb(session: Session, start: float, end: float) -> float:
     return float(max(u.rss_kb for u in readings)) if readings else math.nan
 
 
-#: How long the in-flight scenario waits after the last job before it reads the settled RSS.
-SETTLE_S = 12.0
-
-
 async def hold_release(session: Session, cfg: Config, count: int) -> InFlight:
     """Dispatch ``count`` /edits with held tasks, hold them all ``cfg.steady`` s, release, wait."""
     fakes = session.fakes
@@ -446,8 +442,6 @@ async def scenario_inflight(cfg: Config, inputs: list[tuple[bytes, str]]) -> Fig
         run = await hold_release(session, cfg, count)
         batch = run.batch
         peak_kb = tree_peak_kb(session, batch.started, batch.ended)
-        await asyncio.sleep(SETTLE_S)  # the bot's heap trimmer looks every 10 s
-        settled = session.usage()
         figures = job_figures(batch)
         figures.update(session.machine_figures())
         session.stop_probe()
@@ -471,7 +465,6 @@ async def scenario_inflight(cfg: Config, inputs: list[tuple[bytes, str]]) -> Fig
         rss_mb_peak=round(peak_kb / 1024, 1),
         rss_peak_growth_mb=round((peak_kb - baseline.rss_kb) / 1024, 1),
         rss_mb_after=round(after.rss_kb / 1024, 1),
-        rss_mb_settled=round(settled.rss_kb / 1024, 1),
     )
     print_jobs(figures)
     print_kinds(batch.collected)
@@ -484,7 +477,7 @@ async def scenario_inflight(cfg: Config, inputs: list[tuple[bytes, str]]) -> Fig
         f"  RSS: {figures['rss_mb_baseline']} MB idle → {figures['rss_mb_in_flight']} MB with all in"
         f" flight (+{figures['rss_growth_mb']} MB, {fmt(figures['rss_growth_kb_per_job'])} kB per job);"
         f" peak {figures['rss_mb_peak']} MB (+{figures['rss_peak_growth_mb']} MB);"
-        f" {figures['rss_mb_after']} MB after, {figures['rss_mb_settled']} MB {SETTLE_S:g} s later"
+        f" {figures['rss_mb_after']} MB after"
     )
     print(f"  bot CPU per job: {fmt(net, 1)} ms (everything: probe, idle time and polls while held)")
     print_lag(figures, "loop_lag", "bot event-loop lag, whole run")

@@ -55,7 +55,6 @@ from kontext.services.runner import JobRunner, RunnerPorts
 from kontext.services.usage_report import UsageReports
 from kontext.support.background import BackgroundTasks, every
 from kontext.support.metrics import Metrics
-from kontext.support.native_heap import HeapTrimmer, glibc_heap
 
 log = logging.getLogger("kontext.app")
 
@@ -126,8 +125,6 @@ class App:
         self._bot: KontextBot | None = None
         self._web_runner: web.AppRunner | None = None
         self._housekeeping = BackgroundTasks("housekeeping", log)
-        #: Gives the C heap's free pages back after bursts (glibc; a no-op elsewhere).
-        self.heap_trimmer = HeapTrimmer(glibc_heap())
         self._started: set[str] = {"housekeeping"}
         self._s3: S3Host | None = None
         #: This process's name in job leases (unique even for a restarted process on the same host).
@@ -156,10 +153,6 @@ class App:
         await self._start_web(host if isinstance(host, LocalHost) else None)
         self._housekeeping.spawn(
             every(DAY_S, self._prune, logger=log, what="retention pruning"), name="retention"
-        )
-        self._housekeeping.spawn(
-            every(self.heap_trimmer.interval, self._trim_heap, logger=log, what="heap trimming"),
-            name="heap-trim",
         )
 
     async def _start_io(self) -> None:
@@ -303,9 +296,6 @@ class App:
         removed = await asyncio.to_thread(host.sweep)
         if removed:
             log.info("removed %d expired hosted file(s)", removed)
-
-    async def _trim_heap(self) -> None:
-        await self.heap_trimmer.check()
 
     async def _prune(self) -> None:
         """Forget finished jobs and usage older than RETENTION_DAYS (at start, then daily)."""
