@@ -57,8 +57,8 @@ async def test_happy_path_with_each_image_host(world: World, host: str) -> None:
 
     # one status message was kept up to date along the way
     contents = [e.message.content for e in inter.original_edits]
-    assert any(c.startswith("⬆️ Uploading") for c in contents)
     assert any(c.startswith(("🎨 Editing", "🕒 Queued")) for c in contents)
+    assert not any(c.startswith("⬆️ Uploading") for c in contents), "a quick upload needs no edit of its own"
     assert not inter.followups
     if host == "local":
         # the hosted copy is gone once the job is done

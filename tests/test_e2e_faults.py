@@ -18,6 +18,7 @@ import discord.webhook.async_ as webhook_async
 import pytest
 
 from kontext.adapters.http.download import CHUNK_SIZE
+from kontext.services.runner import STEP_STATUS_AFTER_S
 from tests.fakes.discord import FakeInteraction, FakeMessage
 from tests.harness import World, make_image
 from tests.test_e2e_hostile import CountingSession
@@ -121,7 +122,8 @@ async def test_rest_500_on_the_final_edit_falls_back_to_the_channel(
 ) -> None:
     caplog.set_level(logging.INFO, logger="kontext")
     await world.start_bot()
-    world.apimart.slow_next("result", 0.5)  # a window between "Fetching the result" and the final edit
+    # "Fetching the result" shows once the fetch has taken STEP_STATUS_AFTER_S; 0.5 s after it, the final edit
+    world.apimart.slow_next("result", STEP_STATUS_AFTER_S + 0.5)
     inter = await world.edit()
     await wait_for_status(inter, "⬇️")
     world.discord.fail_next("PATCH", WEBHOOK_EDIT, 500, times=5)  # discord.py tries 5 times

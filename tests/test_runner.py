@@ -23,6 +23,7 @@ from kontext.domain.events import Downloading, Editing, Queued, Uploading
 from kontext.domain.images import ImageLimits
 from kontext.domain.jobs import JobKind, JobRecord, JobState
 from kontext.domain.poll_schedule import PollSchedule
+from kontext.services import runner as runner_module
 from kontext.services.runner import JobRunner, RunnerPorts
 from kontext.support.metrics import Metrics
 from tests.fakes.memory import (
@@ -107,6 +108,35 @@ def rig() -> Rig:
     return Rig()
 
 
+class SlowHost(MemoryHost):
+    async def put(self, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.sleep(0.2)
+        return await super().put(*args, **kwargs)
+
+
+class SlowDownloader(MemoryDownloader):
+    async def fetch(self, url: str, *, max_bytes: int, accept_types: tuple[str, ...] | None = None) -> bytes:
+        await asyncio.sleep(0.2)
+        return await super().fetch(url, max_bytes=max_bytes, accept_types=accept_types)
+
+
+async def test_slow_steps_say_what_they_are_doing_before_the_next_phase(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runner_module, "STEP_STATUS_AFTER_S", 0.05)
+    rig = Rig(host=SlowHost(), downloader=SlowDownloader())
+    runner = rig.build()
+    record = job()
+    runner.reserve()
+    await runner.start_job(record)
+    await runner.wait_idle()
+    reporter = rig.reporters[record.id]
+    kinds = [type(event) for event in reporter.statuses]
+    assert kinds[0] is Uploading and kinds[1] is Queued, kinds
+    assert kinds[-1] is Downloading, "shown, and landed before the result was delivered"
+    assert len(reporter.delivered) == 1
+
+
 async def test_a_job_runs_through_every_state_once(rig: Rig) -> None:
     runner = rig.build()
     record = job()
@@ -122,7 +152,8 @@ async def test_a_job_runs_through_every_state_once(rig: Rig) -> None:
     ]
     reporter = rig.reporters[record.id]
     kinds = [type(event) for event in reporter.statuses]
-    assert kinds[0] is Uploading and Queued in kinds and Editing in kinds and kinds[-1] is Downloading
+    assert kinds[0] is Queued and Editing in kinds, kinds
+    assert Uploading not in kinds and Downloading not in kinds, "quick steps need no edit of their own"
     assert len(reporter.delivered) == 1 and reporter.failed == []
     assert len(rig.provider.submits) == 1 and rig.provider.submits[0][1] == record.id
     assert rig.host.deleted == [f"h-{record.id}"], "the hosted copy is deleted after the job"

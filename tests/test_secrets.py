@@ -24,6 +24,7 @@ import pytest
 
 import bot as bot_module
 from kontext.config import load_settings, secret_values
+from kontext.services.runner import STEP_STATUS_AFTER_S
 from kontext.support.logs import JobFilter, JsonFormatter, job_context
 from tests.fakes.discord import FakeInteraction
 from tests.harness import API_KEY, ROOT, TOKEN, World, free_port, make_image
@@ -164,7 +165,7 @@ async def test_no_secret_leaks_on_success_and_failure_paths(
     assert "rejected this bot's API key" in await world.failure_of(inters[-1])
 
     # 3. Discord answers 401 to the final edit (token considered gone) and to the channel post
-    world.apimart.slow_next("result", 0.4)
+    world.apimart.slow_next("result", STEP_STATUS_AFTER_S + 0.5)  # "Fetching the result" shows after 1 s
     inters.append(await world.edit())
     await wait_for_status(inters[-1], "⬇️")
     world.discord.fail_next("PATCH", WEBHOOK_EDIT, 401, body={"message": "401: Unauthorized", "code": 0})

@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Final
 
 from kontext.config import Settings
 from kontext.domain.costs import billed
@@ -61,6 +62,7 @@ from kontext.services.ports import (
     Downloader,
     FetchError,
     FetchTooLarge,
+    HostedImage,
     ImageHost,
     ImageProcessor,
     ImageProvider,
@@ -81,6 +83,13 @@ log = logging.getLogger("kontext.jobs")
 RESUME_GRACE_S = 120.0
 #: Extra seconds the overall timeout allows beyond the deadline, so polling can report its own reason.
 DEADLINE_SLACK_S = 5.0
+
+
+#: A step's own status ("Uploading…", "Downloading the result…") is shown only if the step is
+#: still running this long after it began. Most end well within it (a 1 MP input is fetched, checked
+#: and hosted in ~15 ms, a result posted in ~20 ms), and an edit replaced a moment later costs a
+#: Discord request and ~1.5 ms of the bot's CPU for nothing; slow steps still say what they do.
+STEP_STATUS_AFTER_S: Final = 1.0
 
 
 class JobLost(Exception):
@@ -360,7 +369,22 @@ class JobRunner:
         if job.kind is JobKind.IMAGINE or not (job.input_url or job.input_ref):
             await self._move(job, JobState.RECEIVED, JobState.HOSTED, host_name=None, hosted_url=None)
             return
-        await run.line.show(Uploading(), force=True)
+        async with run.line.during(Uploading(), after=STEP_STATUS_AFTER_S):
+            kept, hosted = await self._normalise_and_host(run)
+        await self._move(
+            job,
+            JobState.RECEIVED,
+            JobState.HOSTED,
+            host_name=host.name,
+            hosted_url=hosted.url,
+            host_handle=hosted.handle,
+            input_ref=kept,
+        )
+        log.info("input hosted on %s", host.name)
+
+    async def _normalise_and_host(self, run: _Run) -> tuple[str | None, HostedImage]:
+        """Fetch, normalise, keep and host the input; the kept copy's reference and the hosted copy."""
+        job, host = run.job, self.ports.host
         data = await self._input_bytes(job)
         image = await self.ports.images.normalise(
             data, self.limits, owner=job.user_id, thumbnail=await self._thumbnails_wanted(job)
@@ -383,16 +407,7 @@ class JobRunner:
         hosted = await host.put(
             job.id, image.data, image.content_type, image.extension, run.reporter.attach_input
         )
-        await self._move(
-            job,
-            JobState.RECEIVED,
-            JobState.HOSTED,
-            host_name=host.name,
-            hosted_url=hosted.url,
-            host_handle=hosted.handle,
-            input_ref=kept,
-        )
-        log.info("input hosted on %s", host.name)
+        return kept, hosted
 
     async def _thumbnails_wanted(self, job: JobRecord) -> bool:
         """Thumbnails cost a decode: make them only for a finished-hook that will use them."""
@@ -490,7 +505,6 @@ class JobRunner:
         # a result is in memory from its download until it is posted: when many jobs finish together,
         # only MAX_CONCURRENT_DELIVERIES of them hold one at a time (the others wait their turn)
         async with self._deliveries:
-            await run.line.show(Downloading(int(job.elapsed())), force=True)
             fitted, delivered = await self._download_and_post(run)
         await self._move(
             job,
@@ -510,22 +524,29 @@ class JobRunner:
         await self._cleanup(job, fitted.thumbnail or None)
 
     async def _download_and_post(self, run: _Run) -> tuple[FittedResult, Delivered]:
+        limit = await run.reporter.delivery_limit()
+        async with run.line.during(Downloading(int(run.job.elapsed())), after=STEP_STATUS_AFTER_S):
+            data = await self._download_result(run)
+            fitted = await self._fit(run, data, limit)
+        try:
+            return fitted, await self._post(run, fitted, limit)
+        except RouteTooSmall as smaller:  # it must go as a channel post, whose limit is lower
+            fitted = await self._fit(run, data, smaller.limit)
+            return fitted, await self._post(run, fitted, smaller.limit)
+
+    async def _download_result(self, run: _Run) -> bytes:
         assert run.job.result_url is not None
         try:
-            data = await self.ports.downloader.fetch(
+            return await self.ports.downloader.fetch(
                 run.job.result_url, max_bytes=self.settings.max_result_bytes, accept_types=("image/",)
             )
         except FetchTooLarge as exc:
             raise ResultError(f"result over cap: {exc}", reason="too large") from exc
         except FetchError as exc:
             raise ResultError(f"result download failed: {exc}", reason="download failed") from exc
-        try:
-            return await self._fit_and_post(run, data, await run.reporter.delivery_limit())
-        except RouteTooSmall as smaller:  # it must go as a channel post, whose limit is lower
-            return await self._fit_and_post(run, data, smaller.limit)
 
-    async def _fit_and_post(self, run: _Run, data: bytes, limit: int) -> tuple[FittedResult, Delivered]:
-        """Check the result, fit it to ``limit`` (the upload limit of the way it goes), post it."""
+    async def _fit(self, run: _Run, data: bytes, limit: int) -> FittedResult:
+        """Check the result and fit it to ``limit`` (the upload limit of the way it goes)."""
         fitted = await self.ports.images.fit_result(
             data,
             limit,
@@ -535,12 +556,15 @@ class JobRunner:
         )
         if fitted.cleaned:
             log.info("result cleaned: metadata dropped, EXIF orientation applied")
-        notes = list(run.notes)
         if fitted.reencoded:
-            notes.append(Note.REENCODED)
             log.info("result re-encoded to %d bytes to fit %d", len(fitted.data), limit)
-        done = Done(fitted, round(run.job.elapsed()), tuple(notes))
-        return fitted, await run.reporter.deliver(done)
+        return fitted
+
+    async def _post(self, run: _Run, fitted: FittedResult, limit: int) -> Delivered:
+        """Post the fitted result (:class:`RouteTooSmall` when it must go another way with a lower
+        ``limit``)."""
+        notes = [*run.notes, *([Note.REENCODED] if fitted.reencoded else [])]
+        return await run.reporter.deliver(Done(fitted, round(run.job.elapsed()), tuple(notes)))
 
     async def _fail(self, job: JobRecord, error: KontextError, reporter: Reporter) -> None:
         log.warning("job failed (%s): %s", error.code, error.detail)
