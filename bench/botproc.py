@@ -148,12 +148,15 @@ class BotFailed(RuntimeError):
 
 @dataclass
 class BotProcess:
-    """``python bot.py --env-file env_file`` in its own process, logging to ``log_path``."""
+    """``python bot.py --env-file env_file`` (or ``script --env-file env_file``) in its own process,
+    logging to ``log_path``."""
 
     env_file: Path
     log_path: Path
     web_port: int
     environ: dict[str, str]
+    #: The script to run instead of ``bot.py`` (e.g. the floor bot of ``bench/job_floor.py``).
+    script: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -169,7 +172,7 @@ class BotProcess:
     def start(self) -> None:
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "bot.py", "--env-file", str(self.env_file)],
+            [sys.executable, str(self.script or "bot.py"), "--env-file", str(self.env_file)],
             cwd=ROOT,
             env=self.environ,
             stdin=subprocess.DEVNULL,

@@ -246,22 +246,26 @@ def settings_text(overrides: dict[str, str]) -> str:
 # --------------------------------------------------------------------------------------- scenarios
 
 
-async def scenario_idle(cfg: Config, inputs: list[tuple[bytes, str]], rng: random.Random) -> Figures:
+async def scenario_idle(
+    cfg: Config, inputs: list[tuple[bytes, str]], rng: random.Random, script: Path | None = None
+) -> Figures:
+    """``script``: another bot to measure the same way (``bench/job_floor.py``'s floor bot)."""
+    who = f"the floor bot ({script.name}" if script else "an idle bot (bot defaults"
     print(
-        f"\n[idle] {cfg.idle_jobs} jobs one after another on an idle bot (bot defaults; tasks"
+        f"\n[idle] {cfg.idle_jobs} jobs one after another on {who}; tasks"
         f" {cfg.shape.lo:g}-{cfg.shape.hi:g} s; 1 MP JPEG in, PNG result that fits; no probe running)"
     )
-    async with Session("idle", 2, {}, inputs, watch_metrics=False) as session:
+    async with Session("idle", 2, {}, inputs, watch_metrics=False, script=script) as session:
         await session.warm_up(1 if cfg.smoke else 2)
         idle_rate = await session.idle_cpu_rate(0.5 if cfg.smoke else 3.0)
         session.mark_machine()
         batches = []
 
-        def script(n: int) -> None:
+        def tasks(n: int) -> None:
             session.fakes.script_tasks(n, cfg.shape, rng)
 
         for _ in range(cfg.idle_jobs):
-            batches.append(await session.run(1, 0.0, script, limit_s=cfg.shape.hi + 60))
+            batches.append(await session.run(1, 0.0, tasks, limit_s=cfg.shape.hi + 60))
         batch = merge(batches)
         figures = job_figures(batch)
         figures.update(arrival_window_s=None, wall_s=round(sum(b.ended - b.started for b in batches), 2))

@@ -131,8 +131,10 @@ class Session:
         environ: dict[str, str] | None = None,
         *,
         watch_metrics: bool = True,
+        script: Path | None = None,
     ) -> None:
         self.name = name
+        self.script = script
         self.watch_metrics = watch_metrics
         self.overrides = overrides
         self.inputs = inputs
@@ -163,7 +165,7 @@ class Session:
         write_env_file(env_file, self.fakes.bot_env(self.tmp / "data", web_port, **self.overrides))
         self.http = aiohttp.ClientSession()
         environ = clean_environ({"PYTHONUNBUFFERED": "1", **self.environ})
-        self.bot = BotProcess(env_file, self.tmp / "bot.log", web_port, environ)
+        self.bot = BotProcess(env_file, self.tmp / "bot.log", web_port, environ, self.script)
         self.bot.start()
         try:
             async with asyncio.timeout(60):

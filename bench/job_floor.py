@@ -1,0 +1,222 @@
+"""The floor under the bot's CPU per job: a discord.py bot that does a job's wire work and nothing else.
+
+    python bench/job_floor.py [--smoke] [--json FILE] [--jobs N]
+
+``bench/job_bench.py``'s ``idle`` scenario measures the Kontext bot's CPU per job. This runs the
+same scenario (same fakes, same inputs, same task shapes, same measurement: :class:`session.Session`)
+against the smallest bot that makes the same requests as a Kontext job, in its own process with
+the Kontext bot's client settings (``AutoShardedBot``, guilds intent only). Its ``/edit`` does:
+
+1. ``defer(thinking=True)`` (the callback; its reply names the status message);
+2. reads the attachment from the CDN;
+3. uploads it to APIMart (``POST /v1/uploads/images``) and submits the task;
+4. polls the task on the bot's own :class:`~kontext.domain.poll_schedule.PollSchedule` (the same
+   requests at the same times), editing the status message when the task's state changes;
+5. downloads the result and edits the status message into it (file + embed).
+
+No database, no policy, no image checks, no logging, no translations, no metrics. The figure is
+what discord.py and aiohttp cost for a job's requests on this machine (``floor_cpu_ms_per_job``), with
+the requests it made, and the same figure scaled to the Kontext bot's request count when
+``--bot FILE`` (a ``job_bench.py --json`` file) is given. Prints, never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))  # the floor bot runs as a script: kontext's pure parts importable
+
+import aiohttp  # noqa: E402
+import discord  # noqa: E402
+import yarl  # noqa: E402
+from aiohttp import web  # noqa: E402
+from discord import app_commands  # noqa: E402
+from discord.ext import commands  # noqa: E402
+from dotenv import dotenv_values  # noqa: E402
+from jobstats import BOT_AGENT  # noqa: E402
+
+from kontext.adapters.apimart.parsing import (  # noqa: E402
+    parse_submit_response,
+    parse_task,
+    parse_upload_response,
+    request_body,
+)
+from kontext.domain.generation import GenerationRequest, TaskState  # noqa: E402
+from kontext.domain.poll_schedule import PollSchedule  # noqa: E402
+
+# --------------------------------------------------------------------------------------- the bot
+
+
+class FloorBot:
+    """The minimal job: requests only (see the module docstring)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.base = env["APIMART_BASE_URL"].rstrip("/")
+        self.headers = {"Authorization": f"Bearer {env['APIMART_API_KEY']}"}
+        self.schedule = PollSchedule()
+        self.running = 0
+        self.http: aiohttp.ClientSession | None = None
+
+    async def job(
+        self, interaction: discord.Interaction[Any], image: discord.Attachment, prompt: str
+    ) -> None:
+        self.running += 1
+        try:
+            await self._job(interaction, image, prompt)
+        finally:
+            self.running -= 1
+
+    async def _job(
+        self, interaction: discord.Interaction[Any], image: discord.Attachment, prompt: str
+    ) -> None:
+        assert self.http is not None
+        deferred = await interaction.response.defer(thinking=True)
+        message_id = deferred.message_id if deferred else None
+        assert message_id is not None
+        data = await image.read()
+        form = aiohttp.FormData()
+        form.add_field("file", data, filename=image.filename, content_type=image.content_type or "image/jpeg")
+        async with self.http.post(f"{self.base}/v1/uploads/images", data=form, headers=self.headers) as resp:
+            url = parse_upload_response(await resp.json())
+        request = GenerationRequest("flux-kontext-pro", prompt, url, "auto", "png", 2, False)
+        async with self.http.post(
+            f"{self.base}/v1/images/generations", json=request_body(request), headers=self.headers
+        ) as resp:
+            task_id = parse_submit_response(await resp.json())
+        loop = asyncio.get_running_loop()
+        started, last = loop.time(), None
+        while True:
+            async with self.http.get(f"{self.base}/v1/tasks/{task_id}", headers=self.headers) as resp:
+                status = parse_task(await resp.json(), task_id)
+            if status.state is TaskState.COMPLETED:
+                break
+            if status.state is TaskState.FAILED:
+                await interaction.followup.edit_message(message_id, content="❌ failed")
+                return
+            if status.state != last:
+                last = status.state
+                await interaction.followup.edit_message(message_id, content=f"⏳ {status.raw_status}")
+            await asyncio.sleep(self.schedule.next_delay(loop.time() - started, status))
+        # the bot's User-Agent: the bench counts result downloads by it (as it does the bot's)
+        async with self.http.get(status.result_urls[0], headers={"User-Agent": BOT_AGENT}) as resp:
+            result = await resp.read()
+        embed = discord.Embed(title=prompt[:256]).set_image(url="attachment://result.png")
+        await interaction.followup.edit_message(
+            message_id,
+            content="✅",
+            embed=embed,
+            attachments=[discord.File(io.BytesIO(result), "result.png")],
+        )
+
+
+def serve_bot(env_file: Path) -> None:
+    """The floor bot (run in its own process by the bench, with ``--env-file ENV_FILE``)."""
+    env = {key: value or "" for key, value in dotenv_values(env_file).items()}
+    discord.http.Route.BASE = env["DISCORD_API_BASE"]
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(env["DISCORD_GATEWAY_URL"])
+    intents = discord.Intents.none()
+    intents.guilds = True
+    bot = commands.AutoShardedBot(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
+    floor = FloorBot(env)
+
+    @bot.tree.command(name="edit", description="Edit an image")
+    @app_commands.describe(image="The picture", prompt="What to change")
+    async def edit(interaction: discord.Interaction[Any], image: discord.Attachment, prompt: str) -> None:
+        await floor.job(interaction, image, prompt)
+
+    async def healthz(request: web.Request) -> web.Response:
+        body = {"jobs_running": floor.running, "jobs_waiting": 0}
+        return web.json_response(body, status=200 if bot.is_ready() else 503)
+
+    async def setup_hook() -> None:
+        floor.http = aiohttp.ClientSession()
+        await bot.tree.sync()
+        app = web.Application()
+        app.router.add_get("/healthz", healthz)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", int(env["WEB_PORT"])).start()
+
+    bot.setup_hook = setup_hook  # type: ignore[method-assign]
+    bot.run(env["DISCORD_TOKEN"], log_handler=None)
+
+
+# --------------------------------------------------------------------------------------- the driver
+
+
+async def measure(cfg: Any) -> dict[str, Any]:
+    """The ``idle`` scenario of ``job_bench.py`` on the floor bot; its figures, prefixed ``floor.``."""
+    from fakes_server import make_inputs
+    from job_bench import scenario_idle
+
+    figures = await scenario_idle(cfg, make_inputs(), random.Random(cfg.seed), script=Path(__file__))
+    requests = (figures.get("rest_per_job_mean") or 0.0) + (figures.get("apimart_per_job_mean") or 0.0)
+    cpu = figures.get("cpu_ms_per_job")
+    if cpu is not None and requests:
+        figures["cpu_ms_per_request"] = cpu / (requests + 1)  # + the input read from the CDN
+    return {f"floor.{key}": value for key, value in figures.items()}
+
+
+def compare(floor: dict[str, Any], bot_file: Path) -> dict[str, Any]:
+    """The floor scaled to the Kontext bot's own request count (from a ``job_bench.py --json`` file)."""
+    bot = json.loads(bot_file.read_text())
+    per_request = floor.get("floor.cpu_ms_per_request")
+    rest, apimart = bot.get("idle.rest_per_job_mean"), bot.get("idle.apimart_per_job_mean")
+    if per_request is None or rest is None or apimart is None:
+        return {}
+    scaled = per_request * (rest + apimart + 1)
+    out = {"floor.scaled_to_bot_cpu_ms_per_job": round(scaled, 2)}
+    if (cpu := bot.get("idle.cpu_ms_per_job")) is not None:
+        out["floor.bot_cpu_ms_above_floor"] = round(cpu - scaled, 2)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--env-file", type=Path, help=argparse.SUPPRESS)  # the floor bot itself
+    parser.add_argument("--smoke", action="store_true", help="a quick run (2 short jobs)")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
+    parser.add_argument("--jobs", type=int, help="jobs one after another (default 8, smoke 2)")
+    parser.add_argument("--bot", type=Path, help="a job_bench.py --json file to compare with")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    if args.env_file:
+        serve_bot(args.env_file)
+        return 0
+    from job_bench import config
+
+    bench_args = argparse.Namespace(
+        smoke=args.smoke,
+        idle_jobs=args.jobs,
+        burst_small=None,
+        burst=None,
+        burst_concurrency=None,
+        inflight=None,
+        pyalloc=None,
+        task_seconds=None,
+        seed=args.seed,
+    )
+    figures = asyncio.run(measure(config(bench_args)))
+    if args.bot:
+        figures |= compare(figures, args.bot)
+    print("floor figures:")
+    for key, value in sorted(figures.items()):
+        if key.startswith("floor.") and ("cpu" in key or "per_job" in key):
+            print(f"  {key:44} {round(value, 2) if isinstance(value, float) else value}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
