@@ -14,10 +14,11 @@ the Kontext bot's client settings (``AutoShardedBot``, guilds intent only). Its 
    requests at the same times), editing the status message when the task's state changes;
 5. downloads the result and edits the status message into it (file + embed).
 
-No database, no policy, no image checks, no logging, no translations, no metrics. The figure is
-what discord.py and aiohttp cost for a job's requests on this machine (``floor_cpu_ms_per_job``), with
-the requests it made, and the same figure scaled to the Kontext bot's request count when
-``--bot FILE`` (a ``job_bench.py --json`` file) is given. Prints, never asserts.
+No database, no policy, no image checks, no logging, no translations, no metrics. Its
+``cpu_ms_per_job`` is what discord.py and aiohttp cost for a job's requests on this machine;
+``cpu_ms_per_request`` divides it by the requests it made (``requests_per_job``: Discord REST,
+APIMart with the result download, the CDN read). ``bench/run_all.py`` scales that to the Kontext
+bot's own request count and prints it next to the bot's CPU per job. Prints, never asserts.
 """
 
 from __future__ import annotations
@@ -155,30 +156,24 @@ def serve_bot(env_file: Path) -> None:
 
 
 async def measure(cfg: Any) -> dict[str, Any]:
-    """The ``idle`` scenario of ``job_bench.py`` on the floor bot; its figures, prefixed ``floor.``."""
+    """The ``idle`` scenario of ``job_bench.py`` on the floor bot, and its CPU per request."""
     from fakes_server import make_inputs
     from job_bench import scenario_idle
 
     figures = await scenario_idle(cfg, make_inputs(), random.Random(cfg.seed), script=Path(__file__))
-    requests = (figures.get("rest_per_job_mean") or 0.0) + (figures.get("apimart_per_job_mean") or 0.0)
     cpu = figures.get("cpu_ms_per_job")
+    requests = requests_per_job(figures.get("rest_per_job_mean"), figures.get("apimart_per_job_mean"))
     if cpu is not None and requests:
-        figures["cpu_ms_per_request"] = cpu / (requests + 1)  # + the input read from the CDN
-    return {f"floor.{key}": value for key, value in figures.items()}
+        figures["requests_per_job"] = requests
+        figures["cpu_ms_per_request"] = cpu / requests
+    return dict(figures)
 
 
-def compare(floor: dict[str, Any], bot_file: Path) -> dict[str, Any]:
-    """The floor scaled to the Kontext bot's own request count (from a ``job_bench.py --json`` file)."""
-    bot = json.loads(bot_file.read_text())
-    per_request = floor.get("floor.cpu_ms_per_request")
-    rest, apimart = bot.get("idle.rest_per_job_mean"), bot.get("idle.apimart_per_job_mean")
-    if per_request is None or rest is None or apimart is None:
-        return {}
-    scaled = per_request * (rest + apimart + 1)
-    out = {"floor.scaled_to_bot_cpu_ms_per_job": round(scaled, 2)}
-    if (cpu := bot.get("idle.cpu_ms_per_job")) is not None:
-        out["floor.bot_cpu_ms_above_floor"] = round(cpu - scaled, 2)
-    return out
+def requests_per_job(rest: float | None, apimart: float | None) -> float | None:
+    """A job's HTTP requests: Discord REST, APIMart (the result download included), the CDN read."""
+    if rest is None or apimart is None:
+        return None
+    return rest + apimart + 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -187,7 +182,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="a quick run (2 short jobs)")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
     parser.add_argument("--jobs", type=int, help="jobs one after another (default 8, smoke 2)")
-    parser.add_argument("--bot", type=Path, help="a job_bench.py --json file to compare with")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     if args.env_file:
@@ -207,12 +201,12 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
     )
     figures = asyncio.run(measure(config(bench_args)))
-    if args.bot:
-        figures |= compare(figures, args.bot)
-    print("floor figures:")
-    for key, value in sorted(figures.items()):
-        if key.startswith("floor.") and ("cpu" in key or "per_job" in key):
-            print(f"  {key:44} {round(value, 2) if isinstance(value, float) else value}")
+    per_request = figures.get("cpu_ms_per_request")
+    print(
+        f"floor: {figures.get('cpu_ms_per_job', float('nan')):.1f} ms of CPU per job for"
+        f" {figures.get('requests_per_job', float('nan')):.2f} requests"
+        f" ({per_request if per_request is not None else float('nan'):.2f} ms per request)"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2, sort_keys=True))
     return 0

@@ -39,6 +39,7 @@ BENCHES = {
     "image": "bench/image_bench.py",
     "job": "bench/job_bench.py",
     "floor": "bench/defer_floor.py",
+    "jobfloor": "bench/job_floor.py",
     "admit": "bench/admit_bench.py",
     "scale": "bench/scale_bench.py",
     "chart": "bench/chart_bench.py",
@@ -189,6 +190,16 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def job_floor(figures: dict[str, Any]) -> float | None:
+    """The floor bot's CPU per request (``bench/job_floor.py``) times the Kontext bot's requests
+    per idle job: what discord.py and aiohttp alone cost for the bot's requests."""
+    per_request = figures.get("jobfloor.cpu_ms_per_request")
+    rest, apimart = figures.get("job.idle.rest_per_job_mean"), figures.get("job.idle.apimart_per_job_mean")
+    if per_request is None or rest is None or apimart is None:
+        return None
+    return round(float(per_request) * (float(rest) + float(apimart) + 1), 1)
+
+
 def print_targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
     print("\n=== targets (printed, never asserted; the machine's load is in each scenario's 'machine:' line)")
     print(f"  {'figure':<50}{'value':>10}  {'target':<10}")
@@ -204,6 +215,8 @@ def print_targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
         floor = figures.get(target.key.replace("job.burst.", "floor.", 1))
         if target.key.startswith("job.burst.defer_ms") and floor is not None:
             note += f"  (floor, a bot that only defers: {fmt(floor)} ms)"
+        if target.key == "job.idle.cpu_ms_per_job" and (floor_job := job_floor(figures)) is not None:
+            note += f"  (floor, a bot that only makes the same requests: {fmt(floor_job)} ms)"
         if target.key == "image.jpeg.sandbox_ms_median":
             mp = figures.get("image.jpeg.megapixels")
             if mp is not None and round(mp) != 12:
@@ -249,6 +262,8 @@ def main() -> int:
         figures.update({f"{name}.{key}": tidy(value) for key, value in flatten(found).items()})
         print(f"=== {name}: {status} in {time.perf_counter() - bench_started:.1f} s", flush=True)
     elapsed = time.perf_counter() - started
+    if (scaled := job_floor(figures)) is not None:
+        figures["jobfloor.cpu_ms_for_bot_requests"] = scaled  # the floor under job.idle.cpu_ms_per_job
     busy1 = machine_busy()
     targets = print_targets(figures)
     cpus = os.cpu_count() or 1
