@@ -34,12 +34,8 @@ from typing import Any
 
 import aiohttp
 import discord
-import yarl
-from aiohttp import web
+import minimal_bot
 from botproc import read_usage
-from discord import app_commands
-from discord.ext import commands
-from dotenv import dotenv_values
 from fakes_server import BenchFakes, clean_environ, free_port, make_inputs, write_env_file
 from jobstats import pct
 from session import LoopTicker, bounded, own_cpu
@@ -52,33 +48,11 @@ BENCH = Path(__file__).resolve().parent
 
 def serve_bot(env_file: Path) -> None:
     """The minimal bot (run in its own process with ``--serve-bot ENV_FILE``)."""
-    env = {key: value or "" for key, value in dotenv_values(env_file).items()}
-    discord.http.Route.BASE = env["DISCORD_API_BASE"]
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(env["DISCORD_GATEWAY_URL"])
-    intents = discord.Intents.none()
-    intents.guilds = True
-    bot = commands.AutoShardedBot(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
 
-    @bot.tree.command(name="edit", description="Edit an image")
-    @app_commands.describe(image="The picture", prompt="What to change")
-    async def edit(interaction: discord.Interaction[Any], image: discord.Attachment, prompt: str) -> None:
+    async def defer(interaction: discord.Interaction[Any], image: discord.Attachment, prompt: str) -> None:
         await interaction.response.defer(thinking=True)
 
-    async def healthz(request: web.Request) -> web.Response:
-        return web.json_response(
-            {"jobs_running": 0, "jobs_waiting": 0}, status=200 if bot.is_ready() else 503
-        )
-
-    async def setup_hook() -> None:
-        await bot.tree.sync()
-        app = web.Application()
-        app.router.add_get("/healthz", healthz)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", int(env["WEB_PORT"])).start()
-
-    bot.setup_hook = setup_hook  # type: ignore[method-assign]
-    bot.run(env["DISCORD_TOKEN"], log_handler=None)
+    minimal_bot.run(minimal_bot.settings(env_file), defer)
 
 
 # --------------------------------------------------------------------------------------- the driver

@@ -606,7 +606,8 @@ def clean(value: Any) -> Any:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (``job_floor.py`` builds its :class:`Config` with it too)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, for CI (well under a minute)")
     parser.add_argument("--json", type=Path, help="write the figures to this file")
@@ -623,6 +624,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--task-seconds", help="the fake's task durations LO,HI (default 3,8; smoke 0.2,0.6)")
     parser.add_argument("--seed", type=int, default=1)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(only) - set(SCENARIOS))

@@ -38,11 +38,7 @@ sys.path.insert(0, str(ROOT))  # the floor bot runs as a script: kontext's pure 
 
 import aiohttp  # noqa: E402
 import discord  # noqa: E402
-import yarl  # noqa: E402
-from aiohttp import web  # noqa: E402
-from discord import app_commands  # noqa: E402
-from discord.ext import commands  # noqa: E402
-from dotenv import dotenv_values  # noqa: E402
+import minimal_bot  # noqa: E402
 from jobstats import BOT_AGENT  # noqa: E402
 
 from kontext.adapters.apimart.parsing import (  # noqa: E402
@@ -122,34 +118,13 @@ class FloorBot:
 
 def serve_bot(env_file: Path) -> None:
     """The floor bot (run in its own process by the bench, with ``--env-file ENV_FILE``)."""
-    env = {key: value or "" for key, value in dotenv_values(env_file).items()}
-    discord.http.Route.BASE = env["DISCORD_API_BASE"]
-    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(env["DISCORD_GATEWAY_URL"])
-    intents = discord.Intents.none()
-    intents.guilds = True
-    bot = commands.AutoShardedBot(command_prefix=commands.when_mentioned, intents=intents, help_command=None)
+    env = minimal_bot.settings(env_file)
     floor = FloorBot(env)
 
-    @bot.tree.command(name="edit", description="Edit an image")
-    @app_commands.describe(image="The picture", prompt="What to change")
-    async def edit(interaction: discord.Interaction[Any], image: discord.Attachment, prompt: str) -> None:
-        await floor.job(interaction, image, prompt)
+    def started(http: aiohttp.ClientSession) -> None:
+        floor.http = http
 
-    async def healthz(request: web.Request) -> web.Response:
-        body = {"jobs_running": floor.running, "jobs_waiting": 0}
-        return web.json_response(body, status=200 if bot.is_ready() else 503)
-
-    async def setup_hook() -> None:
-        floor.http = aiohttp.ClientSession()
-        await bot.tree.sync()
-        app = web.Application()
-        app.router.add_get("/healthz", healthz)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", int(env["WEB_PORT"])).start()
-
-    bot.setup_hook = setup_hook  # type: ignore[method-assign]
-    bot.run(env["DISCORD_TOKEN"], log_handler=None)
+    minimal_bot.run(env, floor.job, jobs_running=lambda: floor.running, started=started)
 
 
 # --------------------------------------------------------------------------------------- the driver
@@ -187,19 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.env_file:
         serve_bot(args.env_file)
         return 0
-    from job_bench import config
+    from job_bench import build_parser, config
 
-    bench_args = argparse.Namespace(
-        smoke=args.smoke,
-        idle_jobs=args.jobs,
-        burst_small=None,
-        burst=None,
-        burst_concurrency=None,
-        inflight=None,
-        pyalloc=None,
-        task_seconds=None,
-        seed=args.seed,
-    )
+    smoke = ["--smoke"] if args.smoke else []
+    jobs = ["--idle-jobs", str(args.jobs)] if args.jobs else []
+    bench_args = build_parser().parse_args([*smoke, *jobs, "--seed", str(args.seed)])
     figures = asyncio.run(measure(config(bench_args)))
     per_request = figures.get("cpu_ms_per_request")
     print(
