@@ -10,8 +10,8 @@ the same burst: longest pause 104 → 26 ms, time in the collector 384 → 119 m
 The youngest generation is collected every :data:`YOUNG_THRESHOLD` (2,000) allocations instead of
 CPython's 700: fewer young collections promote fewer short-lived objects (a burst's interactions
 and requests) into the old generations, so full collections come less often. Defer p99 of a
-burst of 500 ``/edit``s in 1 s, ten bursts each (``bench/job_bench.py --only burst``, five bots):
-41-110 ms (median 82) at 700; 20-60 ms (median 34) at 2,000; 26-52 ms (four bursts) at 5,000.
+burst of 500 ``/edit``s in 1 s (``bench/job_bench.py --only burst``, two bursts per bot): 41-110 ms
+(median 82, ten bursts) at 700; 20-60 ms (median 34, sixteen) at 2,000; 26-52 ms (four) at 5,000.
 The burst's peak RSS is unchanged (~355 MB). 10,000 or 20,000, tried before posted attachments were
 freed at once (:mod:`kontext.adapters.discord.files`), held image buffers caught in reference
 cycles for longer (+500 MB at the peak of a burst).
@@ -21,9 +21,9 @@ of freed memory for reuse and to serve blocks under :data:`OWN_MAPPING_BYTES` (3
 Every job downloads a result (~2 MB) and posts it; by default glibc gave such blocks back to the
 system when freed and the next one faulted its pages in afresh, which on the benchmark machine
 cost more than the copies themselves. Bot CPU per idle job, three runs each: 30.0-32.5 ms → 25.0-27.5
-ms; with 1,000 jobs in flight 16.9 → 14.8 ms. The price is memory the process keeps after a burst:
-+25 MB after 1,000 results (377 → 403 MB for the whole tree), never more than 64 MiB. A C library
-without ``mallopt`` (musl, macOS) is left as it is.
+ms; with 1,000 jobs in flight 16.9 → 14.8-17.6 ms. The price is memory the process keeps after a
+burst: +25 MB after 1,000 results (377 → 403-405 MB for the whole tree), never more than 64 MiB.
+A C library without ``mallopt`` (musl, macOS) is left as it is.
 """
 
 from __future__ import annotations
