@@ -56,7 +56,7 @@ from typing import Any
 
 from botproc import loop_thread_cpu_s
 from fakes_server import INPUT_SIZE, TaskShape, make_inputs
-from jobstats import Collected, JobFigures, collect, mean, pct, top
+from jobstats import Collected, JobFigures, collect, mean, pct, requests_per_job, top
 from session import BENCH, Batch, Figures, Session, bounded
 
 HOLD = 3600.0  #: how long a held task lasts until it is released (the estimate it reports, by default)
@@ -126,6 +126,7 @@ def job_figures(batch: Batch) -> Figures:
         "rest_rate_limited": batch.collected.rate_limited,
         "apimart_per_job_mean": mean(apimart),
         "apimart_per_job_max": top(apimart),
+        "requests_per_job": requests_per_job(mean(rest), mean(apimart)),
         "cdn_downloads": batch.collected.cdn_gets,
     }
 

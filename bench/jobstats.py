@@ -46,6 +46,13 @@ if TYPE_CHECKING:
 BOT_AGENT = "KontextBot"
 
 
+def requests_per_job(rest: float | None, apimart: float | None) -> float | None:
+    """A job's HTTP requests: Discord REST, APIMart (the result download included), the CDN read."""
+    if rest is None or apimart is None:
+        return None
+    return rest + apimart + 1
+
+
 @dataclass
 class Dispatched:
     """One `/edit` the driver sent."""

@@ -194,10 +194,10 @@ def job_floor(figures: dict[str, Any]) -> float | None:
     """The floor bot's CPU per request (``bench/job_floor.py``) times the Kontext bot's requests
     per idle job: what discord.py and aiohttp alone cost for the bot's requests."""
     per_request = figures.get("jobfloor.cpu_ms_per_request")
-    rest, apimart = figures.get("job.idle.rest_per_job_mean"), figures.get("job.idle.apimart_per_job_mean")
-    if per_request is None or rest is None or apimart is None:
+    requests = figures.get("job.idle.requests_per_job")
+    if per_request is None or requests is None:
         return None
-    return round(float(per_request) * (float(rest) + float(apimart) + 1), 1)
+    return round(float(per_request) * float(requests), 1)
 
 
 def print_targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -215,7 +215,8 @@ def print_targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
         floor = figures.get(target.key.replace("job.burst.", "floor.", 1))
         if target.key.startswith("job.burst.defer_ms") and floor is not None:
             note += f"  (floor, a bot that only defers: {fmt(floor)} ms)"
-        if target.key == "job.idle.cpu_ms_per_job" and (floor_job := job_floor(figures)) is not None:
+        floor_job = figures.get("jobfloor.cpu_ms_for_bot_requests")
+        if target.key == "job.idle.cpu_ms_per_job" and floor_job is not None:
             note += f"  (floor, a bot that only makes the same requests: {fmt(floor_job)} ms)"
         if target.key == "image.jpeg.sandbox_ms_median":
             mp = figures.get("image.jpeg.megapixels")
