@@ -127,6 +127,17 @@ def loadavg() -> tuple[float, float, float]:
     return float(one), float(five), float(fifteen)
 
 
+def machine_steal_s() -> float:
+    """CPU seconds the hypervisor gave to other guests while this machine's CPUs wanted to run
+    (``steal`` in ``/proc/stat``, all CPUs, since boot; 0 on bare metal). Time stolen from the bot
+    shows in its latencies though no process here used it."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return float("nan")
+    return values[7] / CLK_TCK if len(values) > 7 else 0.0
+
+
 def machine_cpu_s() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot (``/proc/stat``), to tell how loaded
     it was while a scenario ran."""

@@ -50,7 +50,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from aiohttp import web  # noqa: E402
-from jobstats import outcome  # noqa: E402
+from jobstats import outcome, pct  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from tests.fakes import apimart_fake  # noqa: E402
@@ -243,19 +243,22 @@ class Control:
     """The standalone server's control API on 127.0.0.1 (for running the bot by hand under load):
 
     * ``POST /edit?n=N&window=S`` — N users run ``/edit`` over S seconds (default 1 and 0);
-    * ``GET /summary`` — how the dispatched jobs ended so far (JSON).
+    * ``GET /summary`` — how the dispatched jobs ended so far, and each ``/edit`` batch's defer
+      times (p50 / p99 / max in ms, of the jobs acknowledged so far) (JSON).
     """
 
     def __init__(self, fakes: BenchFakes) -> None:
         self.fakes = fakes
         self.inputs = make_inputs()
         self.interactions: list[FakeInteraction] = []
+        self.batches: list[tuple[int, int]] = []  # (first interaction, count) per POST /edit
 
     async def edit(self, request: web.Request) -> web.Response:
         count = int(request.query.get("n", "1"))
         window = float(request.query.get("window", "0"))
         loop = asyncio.get_running_loop()
         start = loop.time()
+        self.batches.append((len(self.interactions), count))
         for i in range(count):
             delay = start + window * i / max(1, count) - loop.time()
             if delay > 0:
@@ -271,7 +274,15 @@ class Control:
         ended = Counter(
             outcome(i, now, self.fakes.discord.ack_deadline) or "running" for i in self.interactions
         )
-        return web.json_response(dict(ended))
+        batches = []
+        for first, count in self.batches:
+            batch = self.interactions[first : first + count]
+            defers = [i.callbacks[0].delay * 1000 for i in batch if i.callbacks]
+            figures: dict[str, float] = {"n": count, "acknowledged": len(defers)}
+            if defers:  # nearest-rank quantiles, in ms
+                figures |= {"p50": pct(defers, 50), "p99": pct(defers, 99), "max": max(defers)}
+            batches.append({key: round(value, 1) for key, value in figures.items()})
+        return web.json_response(dict(ended) | {"batches": batches})
 
 
 async def serve(users: int, env_file: Path | None, task_seconds: float, control_port: int) -> None:

@@ -172,6 +172,7 @@ def merge(batches: Sequence[Batch]) -> Batch:
         batches[-1].ended,
         batches[0].cpu0,
         batches[-1].cpu1,
+        sum(b.arrival_steal_s for b in batches),
     )
 
 
@@ -235,7 +236,8 @@ def print_machine(f: Figures) -> None:
     print(
         f"  machine: {fmt(f.get('machine_cpus_busy'), 2)} of {f.get('cpus')} CPUs busy on average: bot"
         f" {fmt(f.get('bot_cpus_busy'), 2)}, fakes+driver {fmt(f.get('fakes_cpus_busy'), 2)},"
-        f" other processes {fmt(f.get('others_cpus_busy'), 2)}; fakes' own loop lag p99"
+        f" other processes {fmt(f.get('others_cpus_busy'), 2)}, stolen by the hypervisor"
+        f" {fmt(f.get('steal_cpus'), 3)}; fakes' own loop lag p99"
         f" {fmt(f.get('fakes_loop_lag_ms_p99'), 1)} ms, max {fmt(f.get('fakes_loop_lag_ms_max'), 1)} ms"
     )
 
@@ -342,6 +344,7 @@ async def scenario_burst(
         wall_s=round(statistics.median(b.ended - b.started for b in batches), 2),
         defer_ms_p99_best_run=min(p99s),
         defer_ms_p99_worst_run=max(p99s),
+        arrival_steal_ms_worst_run=round(max(b.arrival_steal_s for b in batches) * 1000),
         concurrency=concurrency,
         cpu_ms_per_job=net,
         cpu_ms_per_job_raw=raw,
@@ -378,7 +381,8 @@ def print_run(number: int, batch: Batch, idle_rate: float) -> None:
     print(
         f"  run {number}: defer p50 {fmt(pct(defers, 50), 1)}, p99 {fmt(pct(defers, 99), 1)},"
         f" max {fmt(top(defers), 1)} ms; {outcomes['done']} done, {outcomes['lost']} lost;"
-        f" CPU {fmt(cpu, 1)} ms/job; ended after {batch.ended - batch.started:.1f} s"
+        f" CPU {fmt(cpu, 1)} ms/job; ended after {batch.ended - batch.started:.1f} s;"
+        f" {batch.arrival_steal_s * 1000:.0f} ms of CPU stolen by the hypervisor while they arrived"
     )
 
 

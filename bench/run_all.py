@@ -215,6 +215,9 @@ def print_targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
         floor = figures.get(target.key.replace("job.burst.", "floor.", 1))
         if target.key.startswith("job.burst.defer_ms") and floor is not None:
             note += f"  (floor, a bot that only defers: {fmt(floor)} ms)"
+        stolen = figures.get("job.burst.arrival_steal_ms_worst_run")
+        if target.key == "job.burst.defer_ms_p99" and stolen:
+            note += f"  (up to {fmt(stolen)} ms of CPU stolen by the hypervisor in a run's arrival second)"
         floor_job = figures.get("jobfloor.cpu_ms_for_bot_requests")
         if target.key == "job.idle.cpu_ms_per_job" and floor_job is not None:
             note += f"  (floor, a bot that only makes the same requests: {fmt(floor_job)} ms)"
@@ -222,6 +225,8 @@ def print_targets(figures: dict[str, Any]) -> dict[str, dict[str, Any]]:
             mp = figures.get("image.jpeg.megapixels")
             if mp is not None and round(mp) != 12:
                 note = f"  (measured on a {mp:g} MP JPEG)"
+            if (inline := figures.get("image.jpeg.inline_ms_median")) is not None:
+                note += f"  (the same work inline, no process: {fmt(inline)} ms)"
         verdict = {True: "meets", False: "MISSES", None: "not measured"}[met]
         shown = f"{target.value:.3g}" if target.value < 1 else f"{target.value:g}"
         want = f"{target.op} {shown}{(' ' + target.unit) if target.unit else ''}"

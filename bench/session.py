@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from botproc import BotFailed, BotProcess, Sampler, Usage, machine_cpu_s, read_usage
+from botproc import BotFailed, BotProcess, Sampler, Usage, machine_cpu_s, machine_steal_s, read_usage
 from fakes_server import BenchFakes, TaskShape, clean_environ, free_port, write_env_file
 from jobstats import Collected, Dispatched, Pending, collect
 from lag_probe import read_samples
@@ -96,6 +96,7 @@ class MachineMark:
     bot: float
     own: float
     probe: float
+    steal: float
 
 
 def own_cpu() -> float:
@@ -114,6 +115,9 @@ class Batch:
     ended: float  #: every job ended and the bot was idle again
     cpu0: Usage
     cpu1: Usage
+    #: CPU time the hypervisor gave to other guests while the /edits arrived (all CPUs; a burst's
+    #: defers are answered within that second, so time stolen then shows in them)
+    arrival_steal_s: float = 0.0
 
 
 # --------------------------------------------------------------------------------------- session
@@ -244,11 +248,13 @@ class Session:
 
     def mark_machine(self) -> None:
         busy, _ = machine_cpu_s()
-        self.mark = MachineMark(time.monotonic(), busy, self.usage().cpu_s, own_cpu(), self.probe_cpu())
+        mark = (busy, self.usage().cpu_s, own_cpu(), self.probe_cpu(), machine_steal_s())
+        self.mark = MachineMark(time.monotonic(), *mark)
 
     def machine_figures(self) -> Figures:
         """How many CPUs were busy since :meth:`mark_machine`: in all, the bot, this process (fakes and
-        driver), and every other process on the machine (the load others put on it)."""
+        driver), every other process on the machine (the load others put on it) and the hypervisor
+        (CPU time stolen for other guests)."""
         m = self.mark
         if m is None:
             return {}
@@ -258,12 +264,15 @@ class Session:
         fakes = own_cpu() - m.own
         probe = self.probe_cpu() - m.probe
         total = (busy - m.machine) / elapsed
+        stolen = (machine_steal_s() - m.steal) / elapsed
         return {
             "cpus": os.cpu_count(),
             "machine_cpus_busy": round(total, 2),
             "bot_cpus_busy": round(bot / elapsed, 2),
             "fakes_cpus_busy": round(fakes / elapsed, 2),
-            "others_cpus_busy": round(max(0.0, total - (bot + fakes + probe) / elapsed), 2),
+            # /proc/stat counts stolen time as busy: it is neither ours nor another process's
+            "others_cpus_busy": round(max(0.0, total - stolen - (bot + fakes + probe) / elapsed), 2),
+            "steal_cpus": round(stolen, 3),
         }
 
     def fake_lags(self, start: float, end: float) -> Figures:
@@ -345,15 +354,17 @@ class Session:
         discord_from, apimart_from = len(self.fakes.discord.requests), len(self.fakes.apimart.requests)
         script(count)
         cpu0 = self.usage()
+        steal0 = machine_steal_s()
         started = time.monotonic()
         dispatched = await self.dispatch_paced(count, window)
         dispatched_by = time.monotonic()
+        arrival_steal = machine_steal_s() - steal0
         async with bounded(limit_s, f"all {count} jobs ended"):
             await self.wait_ended(dispatched)
         ended = time.monotonic()
         cpu1 = self.usage()
         collected = collect(self.fakes, dispatched, discord_from, apimart_from, ended)
-        return Batch(dispatched, collected, started, dispatched_by, ended, cpu0, cpu1)
+        return Batch(dispatched, collected, started, dispatched_by, ended, cpu0, cpu1, arrival_steal)
 
     async def warm_up(self, count: int) -> None:
         """A few short jobs first: imports, thread pools, connections and caches are made once."""
