@@ -127,13 +127,20 @@ def loadavg() -> tuple[float, float, float]:
     return float(one), float(five), float(fifteen)
 
 
+def _cpu_ticks() -> list[int] | None:
+    """The all-CPU line of ``/proc/stat``: user, nice, system, idle, iowait, irq, softirq, steal…"""
+    try:
+        return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
 def machine_steal_s() -> float:
     """CPU seconds the hypervisor gave to other guests while this machine's CPUs wanted to run
     (``steal`` in ``/proc/stat``, all CPUs, since boot; 0 on bare metal). Time stolen from the bot
     shows in its latencies though no process here used it."""
-    try:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
+    values = _cpu_ticks()
+    if values is None:
         return float("nan")
     return values[7] / CLK_TCK if len(values) > 7 else 0.0
 
@@ -141,9 +148,8 @@ def machine_steal_s() -> float:
 def machine_cpu_s() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot (``/proc/stat``), to tell how loaded
     it was while a scenario ran."""
-    try:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
+    values = _cpu_ticks()
+    if values is None:
         return float("nan"), float("nan")
     idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
     total = sum(values[:8])
