@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from botproc import machine_cpu_s
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCHES = {
     "poll": "bench/poll_bench.py",
@@ -123,15 +125,6 @@ def git(*args: str) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
-
-
-def machine_busy() -> float:
-    """CPU seconds the whole machine has been busy since boot (all CPUs, from /proc/stat)."""
-    try:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except (OSError, ValueError):
-        return math.nan
-    return (sum(values[:8]) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
 
 
 def loadavg() -> list[float] | None:
@@ -256,7 +249,7 @@ def main() -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     names = args.names or list(BENCHES)
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    busy0 = machine_busy()
+    busy0, _ = machine_cpu_s()
     load0 = loadavg()
     started = time.perf_counter()
     figures: dict[str, Any] = {}
@@ -270,7 +263,7 @@ def main() -> int:
     elapsed = time.perf_counter() - started
     if (scaled := job_floor(figures)) is not None:
         figures["jobfloor.cpu_ms_for_bot_requests"] = scaled  # the floor under job.idle.cpu_ms_per_job
-    busy1 = machine_busy()
+    busy1, _ = machine_cpu_s()
     targets = print_targets(figures)
     cpus = os.cpu_count() or 1
     busy = (busy1 - busy0) / elapsed if not math.isnan(busy0) else math.nan
